@@ -1,0 +1,1 @@
+"""Closed-form Gaussian moments of Affine-ReLU-Affine nets (seed 003). Arrives with its own issue."""

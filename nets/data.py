@@ -1,0 +1,125 @@
+"""Datasets as in-memory arrays: float32 NHWC images in [0, 1] and int32 labels.
+
+* ``digits`` (default): scikit-learn's bundled 8x8 handwritten digits (1,797 real
+  images, no download) resized to 28x28 so that MNIST-shaped nets apply; a fixed
+  stratified 75/25 train/test split.
+* any TFDS name (``mnist``, ``fashion_mnist``, ``cifar10``, ...) read through
+  ``tfds.data_source`` (ArrayRecord random access; TensorFlow is not needed to read).
+* ``synthetic``: seeded random images and labels, for fast tests.
+
+The datasets here are small enough to live on the accelerator whole, which lets the
+training loop run an epoch as one ``lax.scan`` with no host round trips.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Dataset(NamedTuple):
+    images: np.ndarray  # (N, H, W, C) float32 in [0, 1]
+    labels: np.ndarray  # (N,) int32
+    num_classes: int
+
+
+SPLITS = ("train", "test")
+
+
+class DatasetNotPreparedError(RuntimeError):
+    """A TFDS dataset is neither prepared in ``data_dir`` nor downloadable here."""
+
+
+def load(
+    name: str = "digits",
+    split: str = "train",
+    *,
+    data_dir: str | None = None,
+    download: bool = False,
+    size: int = 512,
+    seed: int = 0,
+    image_shape: tuple[int, int, int] = (28, 28, 1),
+    num_classes: int = 10,
+) -> Dataset:
+    """Load ``split`` of dataset ``name``.
+
+    ``data_dir`` and ``download`` apply to TFDS datasets; ``size``, ``seed``,
+    ``image_shape`` and ``num_classes`` to ``synthetic`` only.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
+    if name == "digits":
+        return _digits(split)
+    if name == "synthetic":
+        return synthetic(size, seed=seed + (split == "test"), image_shape=image_shape,
+                         num_classes=num_classes)
+    return _tfds(name, split, data_dir=data_dir, download=download)
+
+
+def synthetic(
+    size: int, *, seed: int = 0, image_shape=(28, 28, 1), num_classes: int = 10
+) -> Dataset:
+    """Uniform random images with random labels (no learnable signal beyond memorizing)."""
+    rng = np.random.default_rng(seed)
+    images = rng.random((size, *image_shape), dtype=np.float32)
+    labels = rng.integers(0, num_classes, size).astype(np.int32)
+    return Dataset(images, labels, num_classes)
+
+
+@functools.lru_cache(maxsize=None)
+def _digits_all() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import jax
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    small = (bunch.images / 16.0).astype(np.float32)[..., None]  # (1797, 8, 8, 1) in [0,1]
+    # Bilinear (antialiased) upsampling to 28x28: smooth strokes like MNIST's.
+    big = jax.image.resize(small, (small.shape[0], 28, 28, 1), method="bilinear")
+    images = np.clip(np.asarray(big, np.float32), 0.0, 1.0)
+    labels = bunch.target.astype(np.int32)
+    idx_train, idx_test = train_test_split(
+        np.arange(len(labels)), test_size=0.25, random_state=0, stratify=labels
+    )
+    is_train = np.zeros(len(labels), bool)
+    is_train[idx_train] = True
+    return images, labels, is_train
+
+
+def _digits(split: str) -> Dataset:
+    images, labels, is_train = _digits_all()
+    mask = is_train if split == "train" else ~is_train
+    return Dataset(images[mask], labels[mask], 10)
+
+
+def _tfds(name: str, split: str, *, data_dir: str | None, download: bool) -> Dataset:
+    import tensorflow_datasets as tfds
+
+    how = (
+        f"Prepare it once on a machine with internet: `tfds build {name} "
+        f"--file_format=array_record{' --data_dir=' + data_dir if data_dir else ''}`, "
+        f"then copy the folder to this machine and set data.data_dir; "
+        f"or use data.name='digits', which is bundled with scikit-learn and works offline."
+    )
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # unknown name, broken registry entry
+        raise DatasetNotPreparedError(f"TFDS has no dataset {name!r} ({e}). {how}") from e
+    try:
+        source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
+    except Exception as e:  # not prepared, download failed (offline), or TFRecord only
+        state = "is not prepared" if not builder.is_prepared() else "could not be read"
+        raise DatasetNotPreparedError(
+            f"TFDS dataset {name!r} {state} in {builder.data_dir!r} "
+            f"(download={download}; {type(e).__name__}: {str(e).splitlines()[0][:160]}). {how}"
+        ) from e
+    records = [source[i] for i in range(len(source))]
+    images = np.stack([np.asarray(r["image"]) for r in records])
+    labels = np.asarray([r["label"] for r in records], np.int32)
+    if images.ndim == 3:
+        images = images[..., None]
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    num_classes = builder.info.features["label"].num_classes
+    return Dataset((images / scale).astype(np.float32), labels, int(num_classes))
