@@ -110,10 +110,14 @@ def _tfds(name: str, split: str, *, data_dir: str | None, download: bool) -> Dat
     try:
         source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
     except Exception as e:  # not prepared, download failed (offline), or TFRecord only
-        state = "is not prepared" if not builder.is_prepared() else "could not be read"
+        if builder.is_prepared():
+            why = f"is prepared but could not be read ({type(e).__name__}: {e})"
+        elif download:
+            why = f"is not prepared and could not be downloaded ({type(e).__name__}: {e})"
+        else:
+            why = "is not prepared and data.download is False"
         raise DatasetNotPreparedError(
-            f"TFDS dataset {name!r} {state} in {builder.data_dir!r} "
-            f"(download={download}; {type(e).__name__}: {str(e).splitlines()[0][:160]}). {how}"
+            f"TFDS dataset {name!r} {why}, in {builder.data_dir!r}. {how}"
         ) from e
     records = [source[i] for i in range(len(source))]
     images = np.stack([np.asarray(r["image"]) for r in records])

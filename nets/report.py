@@ -1,0 +1,100 @@
+"""The run folder: config.json, metrics.jsonl, results.json, report.md, figures.
+
+This is the only module (with scripts/run.py) that writes files; the libraries return
+arrays and dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray) or hasattr(x, "__array__"):
+        return _jsonable(np.asarray(x).tolist())
+    if isinstance(x, (np.floating, np.integer, np.bool_)):
+        return x.item()
+    return x
+
+
+class RunDir:
+    """One run's folder. ``metrics.jsonl`` is rewritten from the start of each run:
+    a resumed run re-logs the history restored from its checkpoint first."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._metrics = open(self.path / "metrics.jsonl", "w")
+
+    @property
+    def checkpoints(self) -> str:
+        return str(self.path / "checkpoints")
+
+    def write_json(self, name: str, obj: Any) -> None:
+        (self.path / name).write_text(json.dumps(_jsonable(obj), indent=2) + "\n")
+
+    def log(self, record: dict) -> None:
+        self._metrics.write(json.dumps(_jsonable(record)) + "\n")
+        self._metrics.flush()
+
+    def figure(self, name: str, fig) -> str:
+        """Save a matplotlib figure as ``name`` (png) and return its file name."""
+        fig.savefig(self.path / name, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        return name
+
+    def write_report(self, text: str) -> None:
+        (self.path / "report.md").write_text(text)
+
+    def close(self) -> None:
+        self._metrics.close()
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    arr = np.asarray(values, float)
+    return float(arr.mean()), float(arr.std())
+
+
+def fmt_mean_std(values: Sequence[float], digits: int = 4) -> str:
+    m, s = mean_std(values)
+    return f"{m:.{digits}f}" if len(values) == 1 or math.isclose(s, 0) else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def curves(x: Sequence[float], series: dict[str, np.ndarray], xlabel: str, ylabel: str,
+           title: str = ""):
+    """Line plot of ``series[name]`` with shape (S, len(x)): mean line, ±std band."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for name, ys in series.items():
+        ys = np.atleast_2d(np.asarray(ys, float))
+        m, s = ys.mean(0), ys.std(0)
+        ax.plot(x, m, label=name)
+        if ys.shape[0] > 1:
+            ax.fill_between(x, m - s, m + s, alpha=0.25)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
