@@ -68,7 +68,7 @@ def synthetic(
     return Dataset(images, labels, num_classes)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _digits_all() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import jax
     from sklearn.datasets import load_digits
@@ -80,7 +80,7 @@ def _digits_all() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     big = jax.image.resize(small, (small.shape[0], 28, 28, 1), method="bilinear")
     images = np.clip(np.asarray(big, np.float32), 0.0, 1.0)
     labels = bunch.target.astype(np.int32)
-    idx_train, idx_test = train_test_split(
+    idx_train, _idx_test = train_test_split(
         np.arange(len(labels)), test_size=0.25, random_state=0, stratify=labels
     )
     is_train = np.zeros(len(labels), bool)

@@ -15,8 +15,8 @@ import numpy as np
 
 from nets import data as data_lib
 from nets import models, report
-from nets.report import RunDir
 from nets.config import ConfigError
+from nets.report import RunDir
 from nets.train import OPTIMIZERS, TrainSpec, fit, select
 
 
@@ -24,15 +24,15 @@ def defaults() -> ml_collections.ConfigDict:
     """Every key the ``train`` task knows, with its default."""
     c = ml_collections.ConfigDict()
     c.task = "train"
-    c.data = ml_collections.ConfigDict(dict(name="digits", data_dir="", download=False))
-    c.model = ml_collections.ConfigDict(dict(name="lenet5", width=1.0, hidden=(256,)))
+    c.data = ml_collections.ConfigDict({"name": "digits", "data_dir": "", "download": False})
+    c.model = ml_collections.ConfigDict({"name": "lenet5", "width": 1.0, "hidden": (256,)})
     spec = dataclasses.asdict(TrainSpec())
     c.train = ml_collections.ConfigDict(dict(spec, seeds=(0,)))
     return c
 
 
 def load_data(cfg: ml_collections.ConfigDict) -> tuple[data_lib.Dataset, data_lib.Dataset]:
-    kw = dict(data_dir=cfg.data_dir or None, download=cfg.download)
+    kw = {"data_dir": cfg.data_dir or None, "download": cfg.download}
     return data_lib.load(cfg.name, "train", **kw), data_lib.load(cfg.name, "test", **kw)
 
 
@@ -70,7 +70,7 @@ def train_models(config: ml_collections.ConfigDict, run: RunDir, progress: bool 
 def run(config: ml_collections.ConfigDict, run_dir: RunDir, progress: bool = True) -> dict:
     """Train, then write results.json (``test_accuracy``: mean over seeds) and report.md."""
     t0 = time.perf_counter()
-    net, states, history, (train, test) = train_models(config, run_dir, progress)
+    _net, states, history, (train, test) = train_models(config, run_dir, progress)
     seconds = time.perf_counter() - t0
     acc = np.asarray(history[-1]["test_accuracy"])
     results = {

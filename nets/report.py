@@ -15,8 +15,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def _jsonable(x: Any) -> Any:
@@ -38,7 +38,8 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self._metrics = open(self.path / "metrics.jsonl", "w")
+        self._metrics = self.path / "metrics.jsonl"
+        self._metrics.write_text("")
 
     @property
     def checkpoints(self) -> str:
@@ -48,8 +49,8 @@ class RunDir:
         (self.path / name).write_text(json.dumps(_jsonable(obj), indent=2) + "\n")
 
     def log(self, record: dict) -> None:
-        self._metrics.write(json.dumps(_jsonable(record)) + "\n")
-        self._metrics.flush()
+        with self._metrics.open("a") as f:
+            f.write(json.dumps(_jsonable(record)) + "\n")
 
     def figure(self, name: str, fig) -> str:
         """Save a matplotlib figure as ``name`` (png) and return its file name."""
@@ -59,9 +60,6 @@ class RunDir:
 
     def write_report(self, text: str) -> None:
         (self.path / "report.md").write_text(text)
-
-    def close(self) -> None:
-        self._metrics.close()
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

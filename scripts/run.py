@@ -18,11 +18,11 @@ import ml_collections
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from nets import config as config_lib  # noqa: E402
-from nets import experiment  # noqa: E402
-from nets.data import DatasetNotPreparedError  # noqa: E402
-from nets.report import RunDir  # noqa: E402
-from nets.train import NonFiniteLossError  # noqa: E402
+from nets import config as config_lib
+from nets import experiment
+from nets.data import DatasetNotPreparedError
+from nets.report import RunDir
+from nets.train import NonFiniteLossError
 
 # task name -> (defaults, run). Each lens adds its study here.
 TASKS = {
@@ -68,8 +68,6 @@ def main(argv: list[str] | None = None) -> dict:
         results = run_fn(config, run_dir, progress=not args.no_progress)
     except USER_ERRORS as e:
         parser.exit(1, f"error: {e}\n")
-    finally:
-        run_dir.close()
     print(f"report: {workdir / 'report.md'}")
     return results
 

@@ -1,0 +1,116 @@
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nets import data, models, train
+from nets.data import Dataset
+
+SPEC = train.TrainSpec(epochs=2, batch_size=32, learning_rate=3e-3)
+
+
+@pytest.fixture(scope="module")
+def small():
+    full, test = data.load("digits", "train"), data.load("digits", "test")
+    return Dataset(full.images[:256], full.labels[:256], 10), Dataset(
+        test.images[:128], test.labels[:128], 10)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return models.lenet5()
+
+
+def test_vmapped_seeds_equal_separate_runs(small, net):
+    # Equal up to float32 rounding: XLA batches the S models' convolutions as one grouped
+    # convolution, which sums in another order; 16 Adam steps keep that below 1e-4.
+    together, _ = train.fit(net, *small, SPEC, seeds=(0, 1, 2), progress=False)
+    for i, seed in enumerate((0, 1, 2)):
+        alone, _ = train.fit(net, *small, SPEC, seeds=(seed,), progress=False)
+        chex.assert_trees_all_close(train.select(together, i)["params"],
+                                    train.select(alone, 0)["params"], rtol=1e-3, atol=1e-4)
+    # and different seeds really are different models
+    p = together["params"]["conv1"]["kernel"]
+    assert not np.allclose(p[0], p[1])
+
+
+def test_resume_equals_uninterrupted(small, net, tmp_path):
+    spec = train.TrainSpec(epochs=3, batch_size=32, learning_rate=3e-3)
+    straight, hist_straight = train.fit(net, *small, spec, seeds=(0, 1), progress=False)
+
+    def interrupt(epoch, states):
+        if epoch == 1:
+            raise KeyboardInterrupt  # during epoch 1: only epoch 0 is checkpointed
+
+    ckpt = str(tmp_path / "ckpt")
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(net, *small, spec, seeds=(0, 1), checkpoint_dir=ckpt, on_epoch=interrupt,
+                  progress=False)
+    logged = []
+    resumed, hist = train.fit(net, *small, spec, seeds=(0, 1), checkpoint_dir=ckpt,
+                              log=logged.append, progress=False)
+    chex.assert_trees_all_equal(resumed, straight)
+    assert [r["epoch"] for r in logged] == [0, 1, 2]  # restored epoch 0 re-logged first
+    np.testing.assert_allclose(hist[-1]["train_loss"], hist_straight[-1]["train_loss"])
+    # A finished run resumes to itself without training again.
+    again, _ = train.fit(net, *small, spec, seeds=(0, 1), checkpoint_dir=ckpt, progress=False)
+    chex.assert_trees_all_equal(again, straight)
+
+
+def test_non_finite_loss_stops_with_the_step_named(small, net, tmp_path):
+    images = small[0].images.copy()
+    images[:] = np.nan
+    bad = Dataset(images, small[0].labels, 10)
+    with pytest.raises(train.NonFiniteLossError, match=r"non-finite loss nan at step 0 \(epoch 0, batch 0\)"):
+        train.fit(net, bad, None, SPEC, progress=False, checkpoint_dir=str(tmp_path / "c"))
+
+
+def test_divergence_names_the_first_bad_step(small, net):
+    spec = train.TrainSpec(epochs=3, batch_size=32, optimizer="sgd", learning_rate=1e6)
+    with pytest.raises(train.NonFiniteLossError) as info:
+        train.fit(net, *small, spec, progress=False)
+    # Rerun the same steps by hand and find the first non-finite loss independently.
+    optimizer = train.make_optimizer(spec)
+    state = train.init_states(net, optimizer, (0,), (28, 28, 1))
+    epoch_fn = train.make_epoch_fn(net, optimizer, spec.batch_size)
+    first = None
+    for epoch in range(3):
+        state, m = epoch_fn(state, jnp.asarray(small[0].images), jnp.asarray(small[0].labels), epoch)
+        bad = np.flatnonzero(~np.isfinite(np.asarray(m["loss"][0])))
+        if bad.size:
+            first = epoch * 8 + bad[0]
+            break
+    assert first is not None and f"at step {first} " in str(info.value)
+
+
+def test_epoch_function_compiles_once(small, net):
+    optimizer = train.make_optimizer(SPEC)
+    epoch_fn = train.make_epoch_fn(net, optimizer, SPEC.batch_size)
+    state = train.init_states(net, optimizer, (0,), (28, 28, 1))
+    x, y = jnp.asarray(small[0].images), jnp.asarray(small[0].labels)
+    for epoch in range(3):
+        state, _ = epoch_fn(state, x, y, epoch)
+    state, _ = epoch_fn(state, x + 0.1, y, 7)  # new data, same shapes
+    assert epoch_fn._cache_size() == 1
+
+
+def test_training_learns_and_the_regularizer_enters_the_loss(small, net):
+    def l2(params):
+        return sum(jnp.sum(w**2) for w in jax.tree.leaves(params))
+
+    states, hist = train.fit(net, *small, SPEC, seeds=(0, 0), reg_weights=(0.0, 1e-2),
+                             regularizer=l2, progress=False)
+    assert hist[-1]["train_loss"][0] < hist[0]["train_loss"][0]
+    norms = [float(l2(train.select(states, i)["params"])) for i in range(2)]
+    assert norms[1] < norms[0]  # same seed, only the penalty differs
+    assert min(hist[-1]["test_accuracy"]) > 0.5
+
+
+def test_bad_arguments_are_clear_errors(small, net):
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train.fit(net, small[0], None, train.TrainSpec(batch_size=10_000), progress=False)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        train.make_optimizer(train.TrainSpec(optimizer="lbfgs"))
+    with pytest.raises(ValueError, match="2 seeds but 1 reg_weights"):
+        train.fit(net, *small, SPEC, seeds=(0, 1), reg_weights=(0.1,), progress=False)
