@@ -1,0 +1,138 @@
+"""What every input attack shares: the model as a jittable logits function, losses,
+projections onto eps-balls and the valid input range.
+
+Calling convention (cleverhans/foolbox style)::
+
+    x_adv = attack(logits_fn, x, y, *, eps, ..., targeted=False, bounds=(0, 1), key=key)
+
+``y`` holds the true labels (untargeted: move away from them) or the target labels
+(``targeted=True``: move towards them). ``logits_fn(x) -> logits`` maps a batch to a
+batch and must not mix examples. Wrap a network with :func:`model_logits_fn`: its
+parameters then travel as jit *arguments*, so attacking new parameters or new data of
+the same shapes reuses the compiled program instead of recompiling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.tree_util import Partial
+
+from nets.models import Net
+
+Array = jax.Array
+LogitsFn = Callable[[Array], Array]
+Bounds = tuple[float, float]
+NORMS = ("linf", "l2")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Apply:
+    """Hashable ``(params, x) -> logits`` for a :class:`Net` (the static part of a Partial)."""
+
+    net: Net
+
+    def __call__(self, params, x: Array) -> Array:
+        return self.net.apply({"params": params}, x)
+
+
+def model_logits_fn(net: Net, params) -> Partial:
+    """``x -> logits`` of ``net`` with ``params``, as a pytree that jit can take as an argument."""
+    return Partial(_Apply(net), params)
+
+
+def as_pytree_fn(logits_fn: LogitsFn) -> Partial:
+    """Any callable as a ``Partial`` (a plain function becomes a leafless, static pytree)."""
+    return logits_fn if isinstance(logits_fn, Partial) else Partial(logits_fn)
+
+
+def attack_loss(logits: Array, y: Array, targeted: bool) -> Array:
+    """Per-example loss the attack *ascends*: CE(y) untargeted, -CE(target) targeted."""
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    return -ce if targeted else ce
+
+
+def loss_grad(logits_fn: LogitsFn, x: Array, y: Array, targeted: bool) -> tuple[Array, Array]:
+    """(per-example loss, d loss / d x); examples are independent so one grad of the sum."""
+
+    def total(x):
+        losses = attack_loss(logits_fn(x), y, targeted)
+        return losses.sum(), losses
+
+    grad, losses = jax.grad(total, has_aux=True)(x)
+    return losses, grad
+
+
+def success(logits: Array, y: Array, targeted: bool) -> Array:
+    """Per-example success: prediction != y (untargeted) or == y (targeted)."""
+    pred = logits.argmax(-1)
+    return pred == y if targeted else pred != y
+
+
+def l2_norm(v: Array) -> Array:
+    """Per-example L2 norm, shaped (N, 1, 1, ...) for broadcasting."""
+    axes = tuple(range(1, v.ndim))
+    return jnp.sqrt(jnp.sum(v * v, axis=axes, keepdims=True))
+
+
+def project(x_adv: Array, x: Array, eps: Array, norm: str, bounds: Bounds) -> Array:
+    """Project onto the eps-ball around ``x`` (in ``norm``), then clip to ``bounds``.
+
+    For linf, clipping keeps the ball (a box intersected with a box). For l2, clipping to
+    the bounds can only shrink each coordinate's distance to ``x`` (x is inside the
+    bounds), so the result stays inside the ball.
+    """
+    delta = x_adv - x
+    if norm == "linf":
+        delta = jnp.clip(delta, -eps, eps)
+    elif norm == "l2":
+        n = l2_norm(delta)
+        delta = delta * jnp.minimum(1.0, eps / jnp.maximum(n, 1e-12))
+    else:
+        raise ValueError(f"unknown norm {norm!r}; use one of {NORMS}")
+    return jnp.clip(x + delta, *bounds)
+
+
+def random_start(key: Array, x: Array, eps: Array, norm: str, bounds: Bounds) -> Array:
+    """A uniform random point of the eps-ball around ``x`` (clipped to ``bounds``)."""
+    if norm == "linf":
+        delta = jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0) * eps
+    else:  # uniform in the l2 ball: gaussian direction, radius eps * U^(1/d)
+        kd, kr = jax.random.split(key)
+        d = jax.random.normal(kd, x.shape, x.dtype)
+        dim = x[0].size
+        r = jax.random.uniform(kr, (x.shape[0],) + (1,) * (x.ndim - 1), x.dtype) ** (1.0 / dim)
+        delta = d / jnp.maximum(l2_norm(d), 1e-12) * r * eps
+    return jnp.clip(x + delta, *bounds)
+
+
+def normalize(g: Array, norm: str) -> Array:
+    """Steepest-ascent direction of unit size: sign(g) for linf, g/||g||_2 for l2."""
+    if norm == "linf":
+        return jnp.sign(g)
+    return g / jnp.maximum(l2_norm(g), 1e-12)
+
+
+def check_args(eps, bounds: Bounds, norm: str = "linf") -> None:
+    """Clear errors for arguments that can be checked before tracing."""
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; use one of {NORMS}")
+    lo, hi = bounds
+    if not lo < hi:
+        raise ValueError(f"bounds must satisfy lo < hi, got {bounds}")
+    try:
+        e = np.asarray(eps, np.float64)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return  # traced inside jit/vmap: checked by the caller that made the grid
+    if np.any(np.isnan(e) | (e < 0)):
+        raise ValueError(f"eps must be >= 0 (inf allowed for l2), got {eps}")
+    if norm == "linf" and np.any(np.isfinite(e) & (e > hi - lo)):
+        raise ValueError(
+            f"linf eps {eps} exceeds the input range {bounds}: every input would be "
+            f"reachable; use eps <= {hi - lo} (or inf for an unconstrained attack)"
+        )

@@ -1,0 +1,140 @@
+"""Robust accuracy of a model over an eps grid, for a list of attacks, in one call.
+
+* Budgeted attacks (FGSM, BIM, PGD, MI-FGSM) run once per eps; the eps grid is a
+  ``vmap`` inside one jitted program per attack.
+* Minimal-perturbation attacks (DeepFool, CW-L2) run once, unconstrained; an example
+  counts as broken at eps when the attack succeeded with ||delta|| <= eps.
+
+Data go through in fixed-size chunks (the last one padded), so memory is bounded and
+each attack compiles once whatever the dataset size. Besides the accuracy curve, each
+attack reports the per-example minimal eps: the smallest grid eps that broke the example
+(0 if it is misclassified clean, inf if no grid eps did; for minimal attacks the
+measured norm itself).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from attacks.common import Array, Bounds, LogitsFn, as_pytree_fn
+from attacks.gradient import bim, fgsm, mifgsm, pgd
+from attacks.minimal import carlini_wagner_l2, deepfool
+
+
+@dataclasses.dataclass(frozen=True)
+class Attack:
+    """An attack function with its fixed settings; ``minimal`` ones ignore the eps budget."""
+
+    fn: Callable[..., Array]
+    norm: str = "linf"
+    minimal: bool = False
+    kwargs: tuple[tuple[str, object], ...] = ()
+
+    def __call__(self, logits_fn, x, y, *, eps, key, targeted=False, bounds=(0.0, 1.0)):
+        kw = dict(self.kwargs)
+        if self.fn in (pgd, bim, mifgsm, fgsm) and "norm" not in kw:
+            kw["norm"] = self.norm
+        return self.fn(logits_fn, x, y, eps=eps, key=key, targeted=targeted, bounds=bounds, **kw)
+
+
+def make_attack(name: str, **kwargs) -> Attack:
+    """An attack from the registry by name, with settings (e.g. ``steps=40``)."""
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; choose from {sorted(ATTACKS)}")
+    base = ATTACKS[name]
+    return dataclasses.replace(base, kwargs=tuple(sorted({**dict(base.kwargs), **kwargs}.items())))
+
+
+ATTACKS: dict[str, Attack] = {
+    "fgsm": Attack(fgsm, "linf"),
+    "bim": Attack(bim, "linf"),
+    "pgd": Attack(pgd, "linf"),
+    "mifgsm": Attack(mifgsm, "linf"),
+    "pgd_l2": Attack(pgd, "l2"),
+    "fgm_l2": Attack(fgsm, "l2"),
+    "deepfool": Attack(deepfool, "l2", minimal=True, kwargs=(("norm", "l2"),)),
+    "deepfool_linf": Attack(deepfool, "linf", minimal=True, kwargs=(("norm", "linf"),)),
+    "cw_l2": Attack(carlini_wagner_l2, "l2", minimal=True),
+}
+
+
+def _norm(delta: Array, norm: str) -> Array:
+    flat = delta.reshape(delta.shape[0], -1)
+    return jnp.abs(flat).max(-1) if norm == "linf" else jnp.sqrt(jnp.sum(flat * flat, -1))
+
+
+@functools.partial(jax.jit, static_argnames=("attack", "targeted", "bounds"))
+def _broken(fn, attack: Attack, x, y, eps_grid, key, *, targeted, bounds):
+    """(E, n) bool: example broken at each eps; (n,) norm of the perturbation used."""
+    clean_ok = fn(x).argmax(-1) == y
+    if attack.minimal:
+        xa = attack(fn, x, y, eps=jnp.inf, key=key, targeted=targeted, bounds=bounds)
+        pred = fn(xa).argmax(-1)
+        hit = pred != y
+        dist = jnp.where(hit, _norm(xa - x, attack.norm), jnp.inf)
+        broken = ~clean_ok[None] | (dist[None] <= eps_grid[:, None])
+        return broken, jnp.where(clean_ok, dist, 0.0)
+
+    def at(eps):
+        xa = attack(fn, x, y, eps=eps, key=key, targeted=targeted, bounds=bounds)
+        return ~clean_ok | (fn(xa).argmax(-1) != y)
+
+    broken = jax.vmap(at)(eps_grid)
+    first = jnp.argmax(broken, axis=0)
+    dist = jnp.where(broken.any(0), eps_grid[first], jnp.inf)
+    return broken, dist
+
+
+def robust_accuracy(
+    logits_fn: LogitsFn,
+    x: Array,
+    y: Array,
+    attacks: Mapping[str, Attack],
+    eps_grid: Mapping[str, Sequence[float]] | Sequence[float],
+    *,
+    key: Array,
+    chunk: int = 256,
+    bounds: Bounds = (0.0, 1.0),
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Untargeted robust accuracy for each attack over its eps grid.
+
+    ``eps_grid`` is one grid for all attacks or ``{norm: grid}`` (e.g. linf and l2 grids).
+    Returns ``{name: {"eps": (E,), "accuracy": (E,), "min_eps": (N,)}}``; eps grids must be
+    sorted ascending.
+    """
+    fn = as_pytree_fn(logits_fn)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    n = x.shape[0]
+    chunk = min(chunk, n)
+    pad = (-n) % chunk
+    xp = jnp.concatenate([x, jnp.repeat(x[:1], pad, 0)]) if pad else x
+    yp = jnp.concatenate([y, jnp.repeat(y[:1], pad, 0)]) if pad else y
+    out = {}
+    for name, attack in attacks.items():
+        grid = eps_grid[attack.norm] if isinstance(eps_grid, Mapping) else eps_grid
+        grid = jnp.asarray(grid, x.dtype)
+        if bool(jnp.any(jnp.diff(grid) < 0)):
+            raise ValueError(f"eps grid for {name} must be ascending, got {grid}")
+        broken, dist = [], []
+        for i, start in enumerate(range(0, n + pad, chunk)):
+            k = jax.random.fold_in(key, i)
+            b, d = _broken(fn, attack, xp[start:start + chunk], yp[start:start + chunk],
+                           grid, k, targeted=False, bounds=tuple(map(float, bounds)))
+            broken.append(b)
+            dist.append(d)
+        broken = np.concatenate([np.asarray(b) for b in broken], axis=1)[:, :n]
+        out[name] = {
+            "eps": np.asarray(grid),
+            "accuracy": 1.0 - broken.mean(1),
+            "min_eps": np.concatenate([np.asarray(d) for d in dist])[:n],
+        }
+        if progress is not None:
+            progress(name)
+    return out

@@ -1,0 +1,214 @@
+"""Input attacks: eps-ball and bounds properties, independent checks of the maths,
+strength ordering on a trained model, targeted success, and no recompiles."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax.tree_util import Partial
+
+from attacks import evaluate, gradient, minimal
+from attacks.common import model_logits_fn
+from nets import data, models, train
+
+BUDGETED = {
+    "fgsm": functools.partial(gradient.fgsm),
+    "bim": functools.partial(gradient.bim, steps=5),
+    "pgd": functools.partial(gradient.pgd, steps=5),
+    "pgd_restarts": functools.partial(gradient.pgd, steps=3, restarts=2),
+    "mifgsm": functools.partial(gradient.mifgsm, steps=5),
+    "pgd_l2": functools.partial(gradient.pgd, steps=5, norm="l2"),
+    "fgm_l2": functools.partial(gradient.fgsm, norm="l2"),
+    "deepfool": functools.partial(minimal.deepfool, steps=5),
+    "deepfool_linf": functools.partial(minimal.deepfool, steps=5, norm="linf"),
+    "cw_l2": functools.partial(minimal.carlini_wagner_l2, steps=5, search_steps=2),
+}
+L2 = {"pgd_l2", "fgm_l2", "deepfool", "cw_l2"}
+
+
+def _linear(W, b, x):
+    return x.reshape(x.shape[0], -1) @ W + b
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A random 2-layer net on 6x6x1 inputs: cheap to compile, nonlinear."""
+    net = models.mlp(num_classes=4, hidden=(16,))
+    params = models.init_params(net, jax.random.PRNGKey(0), (6, 6, 1))
+    return model_logits_fn(net, params)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """An MLP trained briefly on digits (about 95% test accuracy)."""
+    tr, te = data.load("digits", "train"), data.load("digits", "test")
+    net = models.mlp(hidden=(64,))
+    states, _ = train.fit(net, tr, te, train.TrainSpec(epochs=8, learning_rate=3e-3),
+                          progress=False)
+    fn = model_logits_fn(net, train.select(states, 0)["params"])
+    return fn, jnp.asarray(te.images[:200]), jnp.asarray(te.labels[:200])
+
+
+def _dist(a, b, norm):
+    d = np.asarray(a - b).reshape(a.shape[0], -1)
+    return np.abs(d).max(1) if norm == "linf" else np.sqrt((d**2).sum(1))
+
+
+@pytest.mark.parametrize("name", sorted(BUDGETED))
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**16), eps_frac=st.floats(0.0, 1.0), targeted=st.booleans(),
+       shifted=st.booleans())
+def test_stays_in_eps_ball_and_bounds(tiny, name, seed, eps_frac, targeted, shifted):
+    norm = "l2" if name in L2 else "linf"
+    bounds = (-1.0, 2.0) if shifted else (0.0, 1.0)
+    eps = eps_frac * (3.0 if norm == "l2" else 0.5)
+    kx, ky, ka = jax.random.split(jax.random.PRNGKey(seed), 3)
+    x = jax.random.uniform(kx, (3, 6, 6, 1), minval=bounds[0], maxval=bounds[1])
+    y = jax.random.randint(ky, (3,), 0, 4)
+    xa = BUDGETED[name](tiny, x, y, eps=eps, targeted=targeted, bounds=bounds, key=ka)
+    assert xa.shape == x.shape and bool(jnp.all(jnp.isfinite(xa)))
+    assert np.all(_dist(xa, x, norm) <= eps * (1 + 1e-5) + 1e-6)
+    assert float(xa.min()) >= bounds[0] and float(xa.max()) <= bounds[1]
+
+
+@pytest.mark.parametrize("name", sorted(BUDGETED))
+def test_eps_zero_returns_the_input(tiny, name):
+    x = jax.random.uniform(jax.random.PRNGKey(1), (4, 6, 6, 1))
+    y = jnp.array([0, 1, 2, 3])
+    xa = BUDGETED[name](tiny, x, y, eps=0.0, key=jax.random.PRNGKey(2))
+    np.testing.assert_array_equal(xa, x)
+
+
+def test_bad_eps_and_bounds_are_clear_errors(tiny):
+    x, y = jnp.zeros((1, 6, 6, 1)), jnp.zeros((1,), int)
+    with pytest.raises(ValueError, match="eps must be >= 0"):
+        gradient.pgd(tiny, x, y, eps=-0.1)
+    with pytest.raises(ValueError, match="exceeds the input range"):
+        gradient.fgsm(tiny, x, y, eps=1.5)
+    with pytest.raises(ValueError, match="lo < hi"):
+        gradient.fgsm(tiny, x, y, eps=0.1, bounds=(1.0, 0.0))
+    with pytest.raises(ValueError, match="unknown norm"):
+        gradient.pgd(tiny, x, y, eps=0.1, norm="l1")
+
+
+def test_fgsm_equals_a_hand_computed_sign_gradient():
+    rng = np.random.default_rng(0)
+    W, b = rng.normal(size=(36, 5)).astype(np.float32), rng.normal(size=5).astype(np.float32)
+    x = rng.random((8, 6, 6, 1), dtype=np.float32)
+    y = rng.integers(0, 5, 8)
+    fn = Partial(_linear, jnp.asarray(W), jnp.asarray(b))
+    z = x.reshape(8, -1) @ W + b
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    grad = ((p - np.eye(5)[y]) @ W.T).reshape(x.shape)  # d CE / d x for softmax regression
+    for targeted, sign in ((False, 1.0), (True, -1.0)):
+        expected = np.clip(x + sign * 0.1 * np.sign(grad), 0, 1)
+        got = gradient.fgsm(fn, jnp.asarray(x), jnp.asarray(y), eps=0.1, targeted=targeted)
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_mifgsm_first_step_is_fgsm_and_bim_one_step_is_fgsm(tiny):
+    x = jax.random.uniform(jax.random.PRNGKey(3), (5, 6, 6, 1))
+    y = jnp.arange(5) % 4
+    f = gradient.fgsm(tiny, x, y, eps=0.05)
+    np.testing.assert_allclose(gradient.mifgsm(tiny, x, y, eps=0.05, steps=1), f, atol=1e-7)
+    np.testing.assert_allclose(gradient.bim(tiny, x, y, eps=0.05, steps=1), f, atol=1e-7)
+
+
+def test_deepfool_lands_on_the_nearest_boundary_of_a_linear_model():
+    rng = np.random.default_rng(1)
+    W, b = rng.normal(size=(36, 4)).astype(np.float32), rng.normal(size=4).astype(np.float32)
+    x = (0.4 + 0.2 * rng.random((6, 6, 6, 1))).astype(np.float32)
+    z = x.reshape(6, -1) @ W + b
+    y = z.argmax(1)
+    # Closed form: distance to the nearest pairwise boundary Z_k = Z_y is
+    # min_k (Z_y - Z_k) / ||W_y - W_k||_2.
+    expected = np.array([min((z[i, y[i]] - z[i, k]) / np.linalg.norm(W[:, y[i]] - W[:, k])
+                             for k in range(4) if k != y[i]) for i in range(6)])
+    fn = Partial(_linear, jnp.asarray(W), jnp.asarray(b))
+    xa = minimal.deepfool(fn, jnp.asarray(x), jnp.asarray(y), overshoot=0.0,
+                          bounds=(-100.0, 100.0))
+    np.testing.assert_allclose(_dist(xa, x, "l2"), expected, rtol=1e-3, atol=1e-3)
+    assert np.all(np.asarray(fn(xa).argmax(-1)) != y)
+
+
+def test_cw_finds_near_minimal_perturbations_of_a_linear_model():
+    rng = np.random.default_rng(2)
+    w = rng.normal(size=36).astype(np.float32)
+    W = np.stack([np.zeros(36, np.float32), w], 1)
+    b = np.zeros(2, np.float32)
+    x = (0.45 + 0.1 * rng.random((6, 6, 6, 1))).astype(np.float32)
+    z = x.reshape(6, -1) @ W
+    y = z.argmax(1)
+    exact = np.abs(z[:, 1] - z[:, 0]) / np.linalg.norm(w)  # distance to the hyperplane
+    fn = Partial(_linear, jnp.asarray(W), jnp.asarray(b))
+    xa = minimal.carlini_wagner_l2(fn, jnp.asarray(x), jnp.asarray(y), steps=200,
+                                   search_steps=6, lr=0.01)
+    d = _dist(xa, x, "l2")
+    assert np.all(np.asarray(fn(xa).argmax(-1)) != y)
+    assert np.all(d >= exact * (1 - 1e-3))  # nothing beats the true minimum
+    assert np.all(d <= exact * 1.15)  # and CW gets close to it
+
+
+def test_pgd_at_least_as_strong_as_fgsm_on_a_trained_model(trained):
+    fn, x, y = trained
+    clean = float((fn(x).argmax(-1) == y).mean())
+    assert clean > 0.9
+    for eps in (0.05, 0.1):
+        acc_f = float((fn(gradient.fgsm(fn, x, y, eps=eps)).argmax(-1) == y).mean())
+        acc_p = float((fn(gradient.pgd(fn, x, y, eps=eps, steps=20,
+                                       key=jax.random.PRNGKey(0))).argmax(-1) == y).mean())
+        assert acc_p <= acc_f < clean
+
+
+@pytest.mark.parametrize("name", ["pgd", "bim", "mifgsm", "pgd_l2", "deepfool", "cw_l2"])
+def test_targeted_attacks_reach_the_target(trained, name):
+    fn, x, y = trained
+    target = (y + 3) % 10
+    eps = 6.0 if name in L2 else 0.3
+    attack = {**BUDGETED, "pgd": functools.partial(gradient.pgd, steps=20),
+              "bim": functools.partial(gradient.bim, steps=20),
+              "mifgsm": functools.partial(gradient.mifgsm, steps=20),
+              "pgd_l2": functools.partial(gradient.pgd, steps=20, norm="l2"),
+              "deepfool": functools.partial(minimal.deepfool, steps=30),
+              "cw_l2": functools.partial(minimal.carlini_wagner_l2, steps=50, search_steps=3,
+                                         lr=0.05)}[name]
+    xa = attack(fn, x[:50], target[:50], eps=eps, targeted=True, key=jax.random.PRNGKey(0))
+    assert float((fn(xa).argmax(-1) == target[:50]).mean()) >= 0.9
+
+
+def test_no_recompilation_on_new_data_eps_or_params(trained):
+    fn, x, y = trained
+    key = jax.random.PRNGKey(0)
+    gradient.pgd(fn, x[:64], y[:64], eps=0.1, steps=7, key=key)
+    before = gradient._iterate._cache_size()
+    moved = Partial(fn.func, jax.tree.map(lambda p: p * 1.01, fn.args[0]))
+    gradient.pgd(fn, x[64:128], y[64:128], eps=0.2, steps=7, key=jax.random.PRNGKey(1))
+    gradient.pgd(moved, x[:64] * 0.5, y[:64], eps=0.05, steps=7, key=key)
+    assert gradient._iterate._cache_size() == before
+
+
+def test_robust_accuracy_matches_direct_attacks_and_min_eps(trained):
+    fn, x, y = trained
+    x, y = x[:100], y[:100]
+    attacks = {"fgsm": evaluate.make_attack("fgsm"), "bim": evaluate.make_attack("bim", steps=5),
+               "deepfool": evaluate.make_attack("deepfool", steps=20)}
+    grids = {"linf": [0.0, 0.05, 0.1], "l2": [0.0, 1.0, 2.0]}
+    out = evaluate.robust_accuracy(fn, x, y, attacks, grids, key=jax.random.PRNGKey(0), chunk=32)
+    clean = float((fn(x).argmax(-1) == y).mean())
+    for name in attacks:
+        assert out[name]["accuracy"][0] == pytest.approx(clean)  # eps = 0
+        assert out[name]["min_eps"].shape == (100,)
+    for j, eps in enumerate(grids["linf"]):  # chunked + vmapped over eps == one direct call
+        direct = gradient.bim(fn, x, y, eps=eps, steps=5)
+        ok = np.asarray((fn(direct).argmax(-1) == y) & (fn(x).argmax(-1) == y))
+        assert out["bim"]["accuracy"][j] == pytest.approx(ok.mean())
+        m = out["bim"]["min_eps"]
+        assert np.all(ok[m > eps]) and not np.any(ok[m == eps])  # first breaking eps
+    d = out["deepfool"]["min_eps"]
+    for j, eps in enumerate(grids["l2"]):
+        assert out["deepfool"]["accuracy"][j] == pytest.approx(np.mean(d > eps))
