@@ -18,6 +18,7 @@ import ml_collections
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from attacks import weights_study
 from nets import config as config_lib
 from nets import experiment
 from nets.data import DatasetNotPreparedError
@@ -27,6 +28,7 @@ from nets.train import NonFiniteLossError
 # task name -> (defaults, run). Each lens adds its study here.
 TASKS = {
     "train": (experiment.defaults, experiment.run),
+    "weights": (weights_study.defaults, weights_study.run),
 }
 
 
