@@ -28,8 +28,8 @@ def _jacobian(fn, x: Array) -> tuple[Array, Array]:
 def _deepfool(fn, x, y, eps, overshoot, *, steps, norm, targeted, bounds):
     bshape = (x.shape[0],) + (1,) * (x.ndim - 1)
 
-    def body(_, carry):
-        r_tot, done = carry
+    def body(carry):
+        i, r_tot, done = carry
         xa = jnp.clip(x + (1.0 + overshoot) * r_tot, *bounds)
         logits, jac = _jacobian(fn, xa)  # (N, C), (C, N, ...)
         pred = logits.argmax(-1)
@@ -53,9 +53,14 @@ def _deepfool(fn, x, y, eps, overshoot, *, steps, norm, targeted, bounds):
             step = ((fk + 1e-4) / wnk).reshape(bshape) * jnp.sign(wk)
         done = done | ((pred == y) if targeted else (pred != y))
         r_tot = r_tot + jnp.where(done.reshape(bshape), 0.0, step)
-        return r_tot, done
+        return i + 1, r_tot, done
 
-    r_tot, _ = jax.lax.fori_loop(0, steps, body, (jnp.zeros_like(x), jnp.zeros(x.shape[0], bool)))
+    def active(carry):  # stop once every example is fooled, or after ``steps`` steps
+        i, _, done = carry
+        return (i < steps) & ~jnp.all(done)
+
+    init = (jnp.zeros((), jnp.int32), jnp.zeros_like(x), jnp.zeros(x.shape[0], bool))
+    _, r_tot, _ = jax.lax.while_loop(active, body, init)
     xa = jnp.clip(x + (1.0 + overshoot) * r_tot, *bounds)
     return project(xa, x, jnp.asarray(eps, x.dtype), norm, bounds)
 
