@@ -18,6 +18,7 @@ State layout (a plain dict, big_vision style)::
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from nets.checkpoint import Checkpointer
@@ -219,7 +222,7 @@ def fit(
         log(record)
 
     epoch_fn = make_epoch_fn(net, optimizer, spec.batch_size, regularizer)
-    images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
+    states, (images, labels) = shard_models(states, (train.images, train.labels))
     bar = tqdm(total=spec.epochs, initial=start, desc="train", unit="epoch", disable=not progress)
     for epoch in range(start, spec.epochs):
         states, metrics = epoch_fn(states, images, labels, epoch)
@@ -246,6 +249,26 @@ def fit(
     if ckpt is not None:
         ckpt.close()
     return states, history
+
+
+def model_mesh(num_models: int, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh (axis ``models``) over as many devices as evenly divide the S models."""
+    devices = list(jax.devices() if devices is None else devices)
+    n = math.gcd(num_models, len(devices))
+    return Mesh(np.asarray(devices[:n]), ("models",))
+
+
+def shard_models(states: State, data: Any, mesh: Mesh | None = None) -> tuple[State, Any]:
+    """Place the S stacked models split over the devices, the data replicated on each.
+
+    The jitted, vmapped epoch then runs SPMD-partitioned along the model axis: with D
+    devices each trains S/D models, with no change to the numbers (tests/nets/
+    test_sharding.py). On one device this is a plain transfer.
+    """
+    num_models = jax.tree.leaves(states)[0].shape[0]
+    mesh = model_mesh(num_models) if mesh is None else mesh
+    split, whole = NamedSharding(mesh, P("models")), NamedSharding(mesh, P())
+    return jax.device_put(states, split), jax.device_put(data, whole)
 
 
 def select(states: State, i: int) -> State:
