@@ -18,7 +18,6 @@ import ml_collections
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from analytic import study as analytic_study
 from attacks import study as attacks_study
 from attacks import weights_study
 from nets import config as config_lib
@@ -30,7 +29,6 @@ from nets.train import NonFiniteLossError
 # task name -> (defaults, run). Each lens adds its study here.
 TASKS = {
     "train": (experiment.defaults, experiment.run),
-    "analytic": (analytic_study.defaults, analytic_study.run),
     "weights": (weights_study.defaults, weights_study.run),
     "attacks": (attacks_study.defaults, attacks_study.run),
 }
