@@ -33,17 +33,18 @@ def _jsonable(x: Any) -> Any:
 
 class RunDir:
     """One run's folder. ``metrics.jsonl`` is rewritten from the start of each run:
-    a resumed run re-logs the history restored from its checkpoint first."""
+    a resumed run re-logs the history restored from its checkpoint first.
 
-    def __init__(self, path: str | Path):
+    ``checkpoints`` defaults to ``path/checkpoints``; a study whose parts live in
+    sub-folders points them all at one checkpoint folder so the model trains once.
+    """
+
+    def __init__(self, path: str | Path, checkpoints: str | Path | None = None):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self.checkpoints = str(checkpoints or self.path / "checkpoints")
         self._metrics = self.path / "metrics.jsonl"
         self._metrics.write_text("")
-
-    @property
-    def checkpoints(self) -> str:
-        return str(self.path / "checkpoints")
 
     def write_json(self, name: str, obj: Any) -> None:
         (self.path / name).write_text(json.dumps(_jsonable(obj), indent=2) + "\n")
