@@ -25,12 +25,14 @@ from nets import experiment
 from nets.data import DatasetNotPreparedError
 from nets.report import RunDir
 from nets.train import NonFiniteLossError
+from som import study as som_study
 
 # task name -> (defaults, run). Each lens adds its study here.
 TASKS = {
     "train": (experiment.defaults, experiment.run),
     "weights": (weights_study.defaults, weights_study.run),
     "attacks": (attacks_study.defaults, attacks_study.run),
+    "som": (som_study.defaults, som_study.run),
 }
 
 

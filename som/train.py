@@ -1,0 +1,187 @@
+"""Training a SOM: Kohonen's online rule (one ``lax.scan`` over samples) and the batch map.
+
+Online (Kohonen 1982; 2013 eq. 3), one sample x(t) per step::
+
+    c = argmin_j ||x(t) - w_j||
+    w_j <- w_j + alpha(t) h(d(j, c); sigma(t)) (x(t) - w_j)
+
+Samples are visited in a random order that uses every sample equally often
+(a permutation of ``arange(steps) % N``, as MiniSom's ``train_random``).
+
+Batch (Kohonen's batch map, Kohonen 2013 sec. 3.5; Vesanto et al., SOM Toolbox
+``som_batchtrain``), one pass over all N samples per step::
+
+    w_j = sum_i h(d(j, c_i); sigma(t)) x_i / sum_i h(d(j, c_i); sigma(t)),   c_i = BMU of x_i
+
+computed through the Voronoi sums S_k = sum_{c_i = k} x_i and n_k = |{i: c_i = k}|
+(SOM Toolbox form): w_j = sum_k h(j, k) S_k / sum_k h(j, k) n_k, i.e. two (M x M) @ (M x d)
+products per pass after the BMU search, which is matmul-based and chunked. A unit whose
+denominator is 0 (possible with the bubble neighborhood) keeps its weight. There is no
+learning rate.
+
+Everything is a pure function of (spec, arrays, key); :func:`fit` is jittable and
+``jax.vmap(fit)`` trains many maps at once (one per layer on zero-padded codes, or one
+per seed): :func:`fit_many`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from som import neighborhood as nb_lib
+from som import schedule
+from som.bmu import scores
+from som.grid import Grid
+from som.init import INITS, init_weights
+
+Array = jax.Array
+ALGORITHMS = ("batch", "online")
+
+
+@dataclasses.dataclass(frozen=True)
+class SOMSpec:
+    """Everything that defines how a map is trained (hashable: a static jit argument).
+
+    ``steps`` counts batch passes over the data (``batch``) or single-sample updates
+    (``online``). ``sigma = 0`` means max(rows, cols) / 2. The learning rate applies to
+    ``online`` only.
+    """
+
+    grid: Grid
+    algorithm: str = "batch"
+    steps: int = 30
+    neighborhood: str = "gaussian"
+    sigma: float = 0.0
+    sigma_end: float = 1.0
+    learning_rate: float = 0.5
+    learning_rate_end: float = 0.01
+    decay: str = "exponential"
+    init: str = "pca"
+    chunk: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {self.algorithm!r}; use one of {ALGORITHMS}")
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; use one of {INITS}")
+        nb_lib.get(self.neighborhood)
+        schedule.check(self.decay)
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+
+    @property
+    def sigma_start(self) -> float:
+        return self.sigma if self.sigma > 0 else max(self.grid.rows, self.grid.cols) / 2.0
+
+
+def online_step(w: Array, x: Array, grid_dist: Array, sigma: Array, alpha: Array,
+                neighborhood: str = "gaussian") -> Array:
+    """One online update of the codebook ``w`` (M, d) with one sample ``x`` (d,)."""
+    c = jnp.argmin(scores(x[None], w)[0])
+    h = nb_lib.get(neighborhood)(grid_dist[c], sigma)
+    return w + (alpha * h)[:, None] * (x - w)
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def train_online(spec: SOMSpec, weights: Array, x: Array, key: Array) -> Array:
+    """``spec.steps`` online updates starting from ``weights``; samples in random order."""
+    gd = jnp.asarray(spec.grid.distances)
+    total = spec.steps
+    order = jax.random.permutation(key, jnp.arange(total) % x.shape[0])
+
+    def body(w, inp):
+        t, i = inp
+        sigma = schedule.decay(spec.decay, spec.sigma_start, spec.sigma_end, t, total)
+        alpha = schedule.decay(spec.decay, spec.learning_rate, spec.learning_rate_end, t,
+                               total)
+        return online_step(w, x[i], gd, sigma, alpha, spec.neighborhood), None
+
+    w, _ = jax.lax.scan(body, weights.astype(jnp.float32), (jnp.arange(total), order),
+                        unroll=4)
+    return w
+
+
+def _chunks(x: Array, chunk: int) -> tuple[Array, Array]:
+    """``x`` (N, d) as (C, chunk, d) zero-padded chunks and a (C, chunk) validity mask."""
+    n, d = x.shape
+    chunk = min(chunk, n)
+    pad = (-n) % chunk
+    xp = jnp.concatenate([x, jnp.zeros((pad, d), x.dtype)]) if pad else x
+    valid = (jnp.arange(n + pad) < n).astype(x.dtype)
+    return xp.reshape(-1, chunk, d), valid.reshape(-1, chunk)
+
+
+def _voronoi_sums_chunked(w: Array, xs: Array, valid: Array) -> tuple[Array, Array]:
+    m, d = w.shape
+
+    def body(carry, inp):
+        s, cnt = carry
+        xc, vc = inp
+        c = jnp.where(vc > 0, jnp.argmin(scores(xc, w), axis=-1), m)  # padding -> dropped
+        s = s + jax.ops.segment_sum(xc, c, num_segments=m)
+        cnt = cnt + jax.ops.segment_sum(vc, c, num_segments=m)
+        return (s, cnt), None
+
+    init = (jnp.zeros((m, d), xs.dtype), jnp.zeros((m,), xs.dtype))
+    (s, cnt), _ = jax.lax.scan(body, init, (xs, valid))
+    return s, cnt
+
+
+def voronoi_sums(w: Array, x: Array, chunk: int = 4096) -> tuple[Array, Array]:
+    """(S, n): per-unit sums S_k (M, d) and counts n_k (M,) of the samples whose BMU is k."""
+    return _voronoi_sums_chunked(w, *_chunks(x, chunk))
+
+
+def _batch_update(w: Array, s: Array, cnt: Array, grid_dist: Array, sigma: Array,
+                  neighborhood: str) -> Array:
+    h = nb_lib.get(neighborhood)(grid_dist, sigma)  # (M, M), h[j, k] = h(d(j, k))
+    num, den = h @ s, h @ cnt
+    ok = den > 1e-30
+    return jnp.where(ok[:, None], num / jnp.where(ok, den, 1.0)[:, None], w)
+
+
+def batch_step(w: Array, x: Array, grid_dist: Array, sigma: Array,
+               neighborhood: str = "gaussian", chunk: int = 4096) -> Array:
+    """One batch-map pass: w_j = sum_i h(j, c_i) x_i / sum_i h(j, c_i) (see module doc)."""
+    s, cnt = voronoi_sums(w, x, chunk)
+    return _batch_update(w, s, cnt, grid_dist, sigma, neighborhood)
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def train_batch(spec: SOMSpec, weights: Array, x: Array) -> Array:
+    """``spec.steps`` batch-map passes over ``x`` starting from ``weights``."""
+    gd = jnp.asarray(spec.grid.distances)
+    xs, valid = _chunks(x.astype(jnp.float32), spec.chunk)  # once, outside the loop
+
+    def body(w, t):
+        sigma = schedule.decay(spec.decay, spec.sigma_start, spec.sigma_end, t, spec.steps)
+        s, cnt = _voronoi_sums_chunked(w, xs, valid)
+        return _batch_update(w, s, cnt, gd, sigma, spec.neighborhood), None
+
+    w, _ = jax.lax.scan(body, weights.astype(jnp.float32), jnp.arange(spec.steps))
+    return w
+
+
+def train(spec: SOMSpec, weights: Array, x: Array, key: Array) -> Array:
+    """Train from ``weights`` with ``spec.algorithm`` (the key orders online samples)."""
+    if spec.algorithm == "online":
+        return train_online(spec, weights, x, key)
+    return train_batch(spec, weights, x)
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def fit(spec: SOMSpec, key: Array, x: Array) -> Array:
+    """Initialize (``spec.init``) and train a map on ``x`` (N, d); returns weights (M, d)."""
+    k_init, k_train = jax.random.split(key)
+    x = jnp.asarray(x, jnp.float32)
+    return train(spec, init_weights(k_init, x, spec.grid, spec.init), x, k_train)
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def fit_many(spec: SOMSpec, keys: Array, xs: Array) -> Array:
+    """K maps at once: ``keys`` (K, 2), ``xs`` (K, N, d) -> weights (K, M, d) (vmap of fit)."""
+    return jax.vmap(lambda k, x: fit(spec, k, x))(keys, xs)
