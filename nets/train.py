@@ -83,12 +83,13 @@ def cross_entropy(logits: Array, labels: Array) -> Array:
 def init_state(
     net: Net,
     optimizer: optax.GradientTransformation,
-    seed: int,
+    key: Array,
     input_shape: tuple[int, ...],
-    reg_weight: float = 0.0,
+    reg_weight: Array | float = 0.0,
 ) -> State:
-    """The train state of one model. ``seed`` fixes both the init and the data order."""
-    init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
+    """The train state of one model from ``PRNGKey(seed)``: the key fixes both the init
+    and the data order."""
+    init_key, data_key = jax.random.split(key)
     params = init_params(net, init_key, input_shape)
     return {
         "params": params,
@@ -106,12 +107,17 @@ def init_states(
     input_shape: tuple[int, ...],
     reg_weights: Sequence[float] | None = None,
 ) -> State:
-    """States of S models stacked on a leading axis (one per seed / reg weight)."""
+    """States of S models stacked on a leading axis (one per seed / reg weight).
+
+    One jitted, vmapped init: Flax's init run eagerly dispatches op by op and takes
+    seconds on a small CPU; compiled it is a fraction of that, with identical values.
+    """
     reg_weights = [0.0] * len(seeds) if reg_weights is None else list(reg_weights)
     if len(reg_weights) != len(seeds):
         raise ValueError(f"{len(seeds)} seeds but {len(reg_weights)} reg_weights")
-    states = [init_state(net, optimizer, s, input_shape, w) for s, w in zip(seeds, reg_weights)]
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    make = jax.vmap(lambda k, w: init_state(net, optimizer, k, input_shape, w))
+    return jax.jit(make)(keys, jnp.asarray(reg_weights, jnp.float32))
 
 
 def make_train_step(

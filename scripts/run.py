@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from attacks import study as attacks_study
 from attacks import weights_study
+from minmax import study as minmax_study
 from nets import config as config_lib
 from nets import experiment
 from nets.data import DatasetNotPreparedError
@@ -33,6 +34,7 @@ TASKS = {
     "weights": (weights_study.defaults, weights_study.run),
     "attacks": (attacks_study.defaults, attacks_study.run),
     "som": (som_study.defaults, som_study.run),
+    "minmax": (minmax_study.defaults, minmax_study.run),
 }
 
 
