@@ -121,7 +121,8 @@ def _report(config, results: dict, attacks: dict, run_dir: RunDir) -> str:
         ax.set_xlabel(f"eps ({norm})")
         ax.set_ylabel("robust accuracy")
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.lines:
+            ax.legend()
     fig_name = run_dir.figure("robust_accuracy.png", fig)
     text = (f"# Input attacks: {config.model.name} on {config.data.name}\n\n"
             f"Untargeted robust accuracy on {results['images']} test images, mean over "

@@ -18,6 +18,7 @@ import ml_collections
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from analytic import study as analytic_study
 from attacks import study as attacks_study
 from attacks import weights_study
 from minmax import study as minmax_study
@@ -27,14 +28,17 @@ from nets.data import DatasetNotPreparedError
 from nets.report import RunDir
 from nets.train import NonFiniteLossError
 from som import study as som_study
+from study import default as default_study
 
 # task name -> (defaults, run). Each lens adds its study here.
 TASKS = {
+    "study": (default_study.defaults, default_study.run),
     "train": (experiment.defaults, experiment.run),
+    "analytic": (analytic_study.defaults, analytic_study.run),
     "weights": (weights_study.defaults, weights_study.run),
     "attacks": (attacks_study.defaults, attacks_study.run),
-    "som": (som_study.defaults, som_study.run),
     "minmax": (minmax_study.defaults, minmax_study.run),
+    "som": (som_study.defaults, som_study.run),
 }
 
 

@@ -1,0 +1,104 @@
+"""Monte Carlo mean and covariance of a network's output for x ~ N(mu, Sigma).
+
+The reference the closed forms are judged against: samples go through the *real*
+network, ``chunk`` at a time, inside one ``lax.scan`` that keeps streaming sums only, so
+memory is O(chunk) whatever the number of samples (10^6 samples of a LeNet fit easily).
+
+Per chunk c of size b: mean_c and M_c = sum (y - mean_c)(y - mean_c)^T; chunks are merged
+with the pairwise update of Chan, Golub & LeVeque (1979, "Updating formulae and a
+pairwise algorithm for computing sample variances"):
+
+    n = n_a + b, delta = mean_c - mean_a, mean = mean_a + delta b / n,
+    M = M_a + M_c + delta delta^T n_a b / n,   Cov = M / (n - 1).
+
+Standard errors are batch means: the standard deviation of the per-chunk estimates over
+sqrt(number of chunks) (for the mean, sqrt(diag Cov / n) is also exact).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+class MCMoments(NamedTuple):
+    """Sample mean (k,), covariance (k, k) and their standard errors."""
+
+    mean: Array
+    cov: Array
+    mean_se: Array
+    cov_se: Array
+
+
+def noise_sqrt(cov: Array, mu: Array) -> tuple[str, Array]:
+    """How to draw N(0, cov) on the flattened input: ("diag", std of shape (d,)) or
+    ("full", L with L L^T = cov, from an eigendecomposition, so singular cov is fine)."""
+    d = mu.size
+    cov = jnp.asarray(cov, mu.dtype)
+    if cov.ndim == 0 or cov.shape == mu.shape or cov.shape == (d,):
+        v = jnp.broadcast_to(cov.reshape(-1) if cov.ndim else cov, (d,))
+        return "diag", jnp.sqrt(jnp.maximum(v, 0.0))
+    if cov.shape == (d, d):
+        w, U = jnp.linalg.eigh((cov + cov.T) / 2)
+        return "full", U * jnp.sqrt(jnp.maximum(w, 0.0))
+    raise ValueError(f"cov of shape {cov.shape} is neither a scalar, {mu.shape}, ({d},) nor "
+                     f"({d}, {d})")
+
+
+def sample_inputs(key: Array, mu: Array, cov: Array, n: int) -> Array:
+    """``n`` draws of x ~ N(mu, cov), shaped (n, *mu.shape)."""
+    kind, root = noise_sqrt(cov, mu)
+    eps = jax.random.normal(key, (n, mu.size), mu.dtype)
+    noise = eps * root if kind == "diag" else eps @ root.T
+    return mu + noise.reshape(n, *mu.shape)
+
+
+def mc_moments(fn: Callable[[Array], Array], mu: Array, cov: Array, key: Array, *,
+               samples: int = 10_000, chunk: int = 1_000) -> MCMoments:
+    """Monte Carlo moments of ``fn(x)`` for x ~ N(mu, cov), one ``mu`` (vmap for more).
+
+    ``fn`` maps a batch (b, *mu.shape) to outputs (b, k), e.g.
+    ``lambda x: net.apply({"params": p}, x)``. ``samples`` must be a multiple of
+    ``chunk``; chunk i uses ``fold_in(key, i)``.
+    """
+    if samples % chunk or samples < 2 * chunk:
+        raise ValueError(f"samples={samples} must be a multiple of chunk={chunk}, "
+                         f"with at least two chunks")
+    mu = jnp.asarray(mu)
+    kind, root = noise_sqrt(cov, mu)
+    k = jax.eval_shape(fn, jnp.zeros((1, *mu.shape), mu.dtype)).shape[-1]
+
+    def draw(i):
+        eps = jax.random.normal(jax.random.fold_in(key, i), (chunk, mu.size), mu.dtype)
+        noise = eps * root if kind == "diag" else eps @ root.T
+        return fn(mu + noise.reshape(chunk, *mu.shape))
+
+    def body(carry, i):
+        n_a, mean_a, m2_a = carry
+        y = draw(i)
+        mean_c = y.mean(0)
+        yc = y - mean_c
+        m2_c = yc.T @ yc
+        n = n_a + chunk
+        delta = mean_c - mean_a
+        mean = mean_a + delta * (chunk / n)
+        m2 = m2_a + m2_c + jnp.outer(delta, delta) * (n_a * chunk / n)
+        return (n, mean, m2), (mean_c, m2_c / (chunk - 1))
+
+    dtype = mu.dtype
+    init = (jnp.zeros((), dtype), jnp.zeros((k,), dtype), jnp.zeros((k, k), dtype))
+    (n, mean, m2), (means, covs) = jax.lax.scan(body, init, jnp.arange(samples // chunk))
+    chunks = samples // chunk
+    return MCMoments(mean, m2 / (n - 1),
+                     means.std(0, ddof=1) / jnp.sqrt(chunks),
+                     covs.std(0, ddof=1) / jnp.sqrt(chunks))
+
+
+def net_fn(net, params) -> Callable[[Array], Array]:
+    """``x -> net.apply({"params": params}, x)`` (a batch of inputs to logits)."""
+    return lambda x: net.apply({"params": params}, x)
