@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from nets import config, experiment
@@ -31,10 +33,16 @@ def test_wrong_types_are_errors(override, expected):
         config.merge(experiment.defaults(), override)
 
 
-def test_config_files_validate_against_the_task_defaults():
-    for name in ("configs/train.py", "configs/default.py"):
-        cfg = config.load_file(name)
-        assert config.validate(cfg, experiment.defaults()).to_dict() == cfg.to_dict()
+def test_config_files_validate_against_their_task_defaults():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_cfg", "scripts/run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    for path in sorted(Path("configs").glob("*.py")):
+        cfg = config.load_file(path)
+        defaults, _ = run.TASKS[cfg.task]
+        assert config.validate(cfg, defaults()).to_dict() == cfg.to_dict(), path
     with pytest.raises(config.ConfigError, match="does not exist"):
         config.load_file("configs/missing.py")
 
