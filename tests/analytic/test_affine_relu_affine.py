@@ -117,9 +117,11 @@ def test_batched_jitted_and_differentiable(net_params):
     lin = linearize.affine_relu_affine(net, params)
     mus = 0.5 * jax.random.normal(jax.random.PRNGKey(7), (5, *SHAPE))
     covs = 0.1 + jax.random.uniform(jax.random.PRNGKey(8), (5, *SHAPE))
-    one = jmoments(lin, mus[3], covs[3])
+    # zero_mean: the same pairwise code path as exact, cheaper to compile (the exact
+    # method runs batched, through lax.map, in tests/analytic/test_analytic_study.py).
+    one = jmoments(lin, mus[3], covs[3], "zero_mean")
     fn = jax.jit(chex.assert_max_traces(
-        lambda m, c: batched_moments(lin, m, c, shared_lin=True, batch_size=2), n=1))
+        lambda m, c: batched_moments(lin, m, c, "zero_mean", shared_lin=True, batch_size=2), n=1))
     for _ in range(2):
         out = fn(mus, covs)
     np.testing.assert_allclose(out.cov[3], one.cov, rtol=1e-5, atol=1e-7)
