@@ -17,7 +17,7 @@ from nets import data as data_lib
 from nets import models, report
 from nets.config import ConfigError
 from nets.report import RunDir
-from nets.train import OPTIMIZERS, TrainSpec, fit, select
+from nets.train import LOOPS, OPTIMIZERS, TrainSpec, fit, select
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -49,6 +49,8 @@ def build_model(cfg: ml_collections.ConfigDict, num_classes: int) -> models.Net:
 def train_spec(cfg: ml_collections.ConfigDict) -> TrainSpec:
     if cfg.optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown train.optimizer {cfg.optimizer!r}; choose one of {OPTIMIZERS}")
+    if cfg.loop not in LOOPS:
+        raise ConfigError(f"unknown train.loop {cfg.loop!r}; choose one of {LOOPS}")
     fields = {f.name for f in dataclasses.fields(TrainSpec)}
     return TrainSpec(**{k: v for k, v in cfg.items() if k in fields})
 

@@ -95,6 +95,13 @@ def test_epoch_function_compiles_once(small, net):
     assert epoch_fn._cache_size() == 1
 
 
+def test_scan_epoch_equals_the_step_loop(small, net):
+    loop, _ = train.fit(net, *small, SPEC, seeds=(0, 1), progress=False)
+    scan_spec = train.TrainSpec(epochs=2, batch_size=32, learning_rate=3e-3, loop="scan")
+    scan, _ = train.fit(net, *small, scan_spec, seeds=(0, 1), progress=False)
+    chex.assert_trees_all_close(scan["params"], loop["params"], rtol=1e-4, atol=1e-5)
+
+
 def test_training_learns_and_the_regularizer_enters_the_loss(small, net):
     def l2(params):
         return sum(jnp.sum(w**2) for w in jax.tree.leaves(params))
