@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from benchmarks.peers import torch_lenet5
 from nets.models import lenet5, max_pool
 from nets.train import TrainSpec, init_states, make_epoch_fn, make_optimizer
 
@@ -160,15 +161,9 @@ def make_torch(images: np.ndarray, labels: np.ndarray, batch: int) -> Runner:
 
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
-    nn_ = torch.nn
-    model = nn_.Sequential(
-        nn_.Conv2d(1, 6, 5, padding=2), nn_.ReLU(), nn_.MaxPool2d(2),
-        nn_.Conv2d(6, 16, 5), nn_.ReLU(), nn_.MaxPool2d(2), nn_.Flatten(),
-        nn_.Linear(400, 120), nn_.ReLU(), nn_.Linear(120, 84), nn_.ReLU(),
-        nn_.Linear(84, NUM_CLASSES),
-    )
+    model = torch_lenet5(num_classes=NUM_CLASSES)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
-    loss_fn = nn_.CrossEntropyLoss()
+    loss_fn = torch.nn.CrossEntropyLoss()
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW, once
     y = torch.from_numpy(labels).long()
 
