@@ -22,7 +22,11 @@ JIT compilation, and oneDNN's primitive creation for torch); its time is printed
 separately. The timed epochs are then run round-robin (ours, plain, torch, then the next
 epoch with the order rotated) so that a load change on the machine hits all of them
 alike, and the median epoch time is reported. The JAX clocks stop only after
-``jax.block_until_ready`` on the new parameters, optimizer state and loss.
+``jax.block_until_ready`` on the new parameters, optimizer state and loss. The column
+``others`` is the largest share of the CPUs that other processes used during one of the
+row's timed epochs (from /proc/stat): on a small machine a busy neighbour inflates every
+row, torch's most (its OpenMP threads spin at barriers), so read rows with a high share
+with care.
 
 ``--ablate`` also measures variants of the training step, each changing one thing, to
 show where the JAX time goes on CPU (see ``ABLATIONS`` below). XLA flags are read from the
@@ -364,7 +368,7 @@ ABLATIONS: list[tuple[str, str, dict]] = [
     ("F  conv=im2col", "B with conv as shifted slices + matmul", {"conv": "im2col"}),
     ("G  conv=patches", "B with conv as conv_general_dilated_patches + matmul",
      {"conv": "patches"}),
-    ("H  scan", "B as one jitted lax.scan per epoch (make_epoch_fn's scan)", {"feed": "scan"}),
+    ("H  scan", "B as one jitted lax.scan per epoch (a scan epoch, as make_epoch_fn had)", {"feed": "scan"}),
     ("I  scan+reduce_window", "H with nn.max_pool", {"feed": "scan", "pool": "reduce_window"}),
     ("J  scan+canonical", "H with canonical-form backward convs (custom_vjp)",
      {"feed": "scan", "conv": "canonical"}),
