@@ -1,15 +1,13 @@
 """The ``analytic`` task end to end on a small trained LeNet-5 (scripts/run.py)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from study import cli as run_script
+
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("run_script_analytic", ROOT / "scripts" / "run.py")
-run_script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run_script)
 
 SMALL = ["--config.train.epochs=1", "--config.analytic.num_images=4",
          "--config.analytic.image_chunk=4", "--config.analytic.mc_samples=2000",

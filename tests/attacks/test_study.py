@@ -1,15 +1,13 @@
 """The attacks task end to end through scripts/run.py, with tiny settings."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from study import cli as run_script
+
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("run_script_attacks", ROOT / "scripts" / "run.py")
-run_script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run_script)
 
 
 def test_attacks_study_writes_robust_accuracy_per_attack_and_eps(tmp_path):

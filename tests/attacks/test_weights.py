@@ -7,7 +7,6 @@ checks with tolerances derived from the sample size.
 """
 
 import functools
-import importlib.util
 import json
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from attacks import weights as W
 from attacks import weights_sweep as S
 from nets import data, models
 from nets import train as train_lib
+from study import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = jax.random.PRNGKey(0)
@@ -240,13 +240,6 @@ def test_sweep_does_not_recompile_for_the_same_shapes(net, params):
 
 # --- the task end to end ----------------------------------------------------------------
 
-def _run_script():
-    spec = importlib.util.spec_from_file_location("run_script", ROOT / "scripts" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 TINY = ["--config.train.epochs=2", "--config.weights.trials=2",
         "--config.weights.p=(0.0,0.7,1.0)", "--config.weights.layers=('conv1','fc3')",
         "--config.weights.kinds=('synapse_knockout','node_knockout')",
@@ -254,9 +247,8 @@ TINY = ["--config.train.epochs=2", "--config.weights.trials=2",
 
 
 def test_weights_task_end_to_end(tmp_path, monkeypatch, capsys):
-    script = _run_script()
     config = str(ROOT / "configs" / "weights.py")
-    results = script.main(["--config", config, f"--workdir={tmp_path}", *TINY])
+    results = cli.main(["--config", config, f"--workdir={tmp_path}", *TINY])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["p"] == [0.0, 0.7, 1.0] and saved["trials"] == 2
     names = ["synapse_knockout/weights", "node_knockout"]
@@ -291,10 +283,10 @@ def test_weights_task_end_to_end(tmp_path, monkeypatch, capsys):
         return refuse
 
     monkeypatch.setattr(train_lib, "make_epoch_fn", no_training)
-    again = script.main(["--config", config, f"--workdir={tmp_path}", *TINY])
+    again = cli.main(["--config", config, f"--workdir={tmp_path}", *TINY])
     assert again["accuracy"] == results["accuracy"]
     # a bad weights key is one clear line
     with pytest.raises(SystemExit) as info:
-        script.main(["--config", config, f"--workdir={tmp_path}", *TINY,
+        cli.main(["--config", config, f"--workdir={tmp_path}", *TINY,
                      "--config.weights.kinds=('dropout',)"])
     assert info.value.code != 0 and "weights.kinds: unknown ['dropout']" in capsys.readouterr().err

@@ -1,7 +1,6 @@
 """The minmax task end to end through scripts/run.py (tiny settings), its config checks,
 and the verdict logic on constructed numbers."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,11 +8,9 @@ import pytest
 
 from minmax import study
 from nets import config as config_lib
+from study import cli as run_script
 
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("run_script_minmax", ROOT / "scripts" / "run.py")
-run_script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run_script)
 
 TINY = ["--config.data.name=synthetic", "--config.train.epochs=2", "--config.train.batch_size=128",
         "--config.minmax.lambdas=(0.0, 30.0)",

@@ -34,11 +34,8 @@ def test_wrong_types_are_errors(override, expected):
 
 
 def test_config_files_validate_against_their_task_defaults():
-    import importlib.util
+    from study import cli as run
 
-    spec = importlib.util.spec_from_file_location("run_cfg", "scripts/run.py")
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
     for path in sorted(Path("configs").glob("*.py")):
         cfg = config.load_file(path)
         defaults, _ = run.TASKS[cfg.task]

@@ -1,16 +1,14 @@
 """scripts/run.py end to end: the run folder, resume, and errors as one clear line."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import tensorflow_datasets as tfds
 
+from study import cli as run_script
+
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("run_script", ROOT / "scripts" / "run.py")
-run_script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run_script)
 
 
 def run(*args):

@@ -1,15 +1,13 @@
 """The som task end to end through scripts/run.py, with tiny settings."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from study import cli as run_script
+
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("run_script_som", ROOT / "scripts" / "run.py")
-run_script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run_script)
 
 TINY = ["--no-progress", "--config.train.epochs=1", "--config.som.rows=4",
         "--config.som.cols=5", "--config.som.steps=4", "--config.som.images=40",

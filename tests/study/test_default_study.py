@@ -1,19 +1,16 @@
 """The composed study end to end (two lenses, tiny settings): findings match the lenses'
 results, and a second run reuses the trained model and the finished lenses."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from nets.config import ConfigError
+from study import cli as run_script
 from study import default
 
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("run_script_study", ROOT / "scripts" / "run.py")
-run_script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run_script)
 
 TINY = ["--config.train.epochs=2", "--config.study.parts=('attacks', 'som')",
         "--config.attacks.images=32", "--config.attacks.names=('fgsm', 'pgd')",

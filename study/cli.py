@@ -1,0 +1,83 @@
+"""The command line of scripts/run.py, importable (tests, notebooks): compose the libraries
+from a config and write a run folder.
+
+    python scripts/run.py [--config configs/NAME.py] [--config.a.b=value ...] [--workdir DIR]
+
+The run folder (default ``runs/<config name>``) gets config.json, metrics.jsonl,
+results.json, report.md, figures and checkpoints/. Running the same command again
+resumes from the checkpoints instead of starting over.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import ml_collections
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: configs/ and runs/ live here
+
+from analytic import study as analytic_study
+from attacks import study as attacks_study
+from attacks import weights_study
+from minmax import study as minmax_study
+from nets import config as config_lib
+from nets import experiment
+from nets.data import DatasetNotPreparedError
+from nets.report import RunDir
+from nets.train import NonFiniteLossError
+from som import study as som_study
+from study import default as default_study
+
+# task name -> (defaults, run). Each lens adds its study here.
+TASKS = {
+    "study": (default_study.defaults, default_study.run),
+    "train": (experiment.defaults, experiment.run),
+    "analytic": (analytic_study.defaults, analytic_study.run),
+    "weights": (weights_study.defaults, weights_study.run),
+    "attacks": (attacks_study.defaults, attacks_study.run),
+    "minmax": (minmax_study.defaults, minmax_study.run),
+    "som": (som_study.defaults, som_study.run),
+}
+
+
+# Errors caused by the config or the data, reported as one line instead of a traceback.
+USER_ERRORS = (config_lib.ConfigError, DatasetNotPreparedError, NonFiniteLossError)
+
+
+def resolve(config: ml_collections.ConfigDict, overrides: dict | None = None):
+    """Validate ``config`` (plus nested ``overrides``) against its task's defaults."""
+    task = config.get("task", "train")
+    if task not in TASKS:
+        raise config_lib.ConfigError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
+    defaults, run_fn = TASKS[task]
+    merged = config_lib.merge(config_lib.validate(config, defaults()), overrides or {})
+    return merged, run_fn
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(ROOT / "configs" / "default.py"),
+                        help="config file with get_config()")
+    parser.add_argument("--workdir", default=None, help="run folder (default runs/<config>)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args, rest = parser.parse_known_args(argv)
+    flat = []
+    for item in rest:
+        if not item.startswith("--config."):
+            parser.error(f"unrecognized argument {item!r}; overrides look like --config.a.b=value")
+        flat.append(config_lib.parse_override(item[len("--config."):]))
+    try:
+        config, run_fn = resolve(config_lib.load_file(args.config), config_lib.nest(flat))
+    except config_lib.ConfigError as e:
+        parser.exit(2, f"config error: {e}\n")
+    workdir = Path(args.workdir or ROOT / "runs" / Path(args.config).stem)
+    run_dir = RunDir(workdir)
+    run_dir.write_json("config.json", config.to_dict())
+    print(f"run folder: {workdir}")
+    try:
+        results = run_fn(config, run_dir, progress=not args.no_progress)
+    except USER_ERRORS as e:
+        parser.exit(1, f"error: {e}\n")
+    print(f"report: {workdir / 'report.md'}")
+    return results
