@@ -33,11 +33,12 @@ from analytic import montecarlo, uses
 from analytic.moments import METHODS, batched_moments
 from attacks.gaussian import MODES, OBJECTIVES, gaussian_attack
 from nets import experiment, report
-from nets.config import ConfigError
+from nets.config import ConfigError, sweepable
 from nets.report import RunDir
 from nets.train import select
 
 
+@sweepable
 def defaults() -> ml_collections.ConfigDict:
     """The ``train`` task's keys plus the ``analytic`` section."""
     c = experiment.defaults()

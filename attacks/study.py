@@ -18,13 +18,14 @@ from tqdm.auto import tqdm
 from attacks.common import model_logits_fn
 from attacks.evaluate import ATTACKS, make_attack, robust_accuracy
 from nets import experiment, report
-from nets.config import ConfigError
+from nets.config import ConfigError, sweepable
 from nets.report import RunDir
 from nets.train import select
 
 ITERATIVE = ("bim", "pgd", "mifgsm", "pgd_l2")
 
 
+@sweepable
 def defaults() -> ml_collections.ConfigDict:
     """The ``train`` task's keys plus an ``attacks`` section."""
     c = experiment.defaults()

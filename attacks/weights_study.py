@@ -22,7 +22,7 @@ from attacks import weights_sweep
 from attacks.weights import KINDS, TARGETS
 from nets import experiment
 from nets import report as report_lib
-from nets.config import ConfigError
+from nets.config import ConfigError, sweepable
 from nets.report import RunDir
 from nets.train import select
 
@@ -32,6 +32,7 @@ TOP_LOSS = 0.30  # paper: "less than a 30% decrease" in the top layers
 NEAR_CHANCE = 0.10  # "near chance": under 10% of the clean margin over chance is left
 
 
+@sweepable
 def defaults() -> ml_collections.ConfigDict:
     """The ``train`` task's keys plus a ``weights`` section (every key this task reads)."""
     c = experiment.defaults()

@@ -42,7 +42,7 @@ from attacks.evaluate import make_attack, robust_accuracy
 from minmax import regularizer as reg_lib
 from minmax import stats as stats_lib
 from nets import experiment, report
-from nets.config import ConfigError
+from nets.config import ConfigError, sweepable
 from nets.report import RunDir
 from nets.train import fit, init_states, make_optimizer, select
 
@@ -56,6 +56,7 @@ GRANULARITY_TEXT = {
 }
 
 
+@sweepable
 def defaults() -> ml_collections.ConfigDict:
     """The ``train`` task's keys (minus ``train.seeds``) plus a ``minmax`` section."""
     c = experiment.defaults()

@@ -5,14 +5,21 @@ A config file is a Python module with ``get_config() -> ml_collections.ConfigDic
 ``--config.a.b.c=value`` on the command line) or a nested plain dict (from a notebook).
 Every key must exist in the task's defaults and keep its type; otherwise a
 :class:`ConfigError` says which key, what was expected and the closest valid keys.
+
+A list given to a scalar key (or a list of sequences to a sequence key, such as
+``model.hidden``) is a *sweep*: :func:`split_sweeps` takes those keys out as axes, and
+study/sweep.py runs their Cartesian product. Task defaults are built with
+:func:`sweepable` so a config file may assign such a list directly.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import importlib.util
-from collections.abc import Iterable, Mapping
+import itertools
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,16 +99,37 @@ def _merge(node: ConfigDict, overrides: Mapping[str, Any], prefix: str, root: Co
     return out
 
 
+def _literal(raw: str) -> Any:
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
 def parse_override(text: str) -> tuple[str, Any]:
-    """``"a.b=3"`` -> ``("a.b", 3)``; values are Python literals, else plain strings."""
+    """``"a.b=3"`` -> ``("a.b", 3)``; values are Python literals, else plain strings.
+
+    A bracketed list of bare words is a list of strings (``[lenet5,mlp]``), so a sweep
+    over names needs no quoting in the shell.
+    """
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key.path=value")
     key, raw = text.split("=", 1)
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
+    value = _literal(raw)
+    if isinstance(value, str) and raw.startswith("[") and raw.endswith("]"):
+        value = [_literal(item.strip()) for item in raw[1:-1].split(",") if item.strip()]
     return key.strip(), value
+
+
+def flatten(nested: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """``{"a": {"b": 1}}`` -> ``[("a.b", 1)]`` (the inverse of :func:`nest`)."""
+    out = []
+    for key, value in nested.items():
+        if isinstance(value, Mapping):
+            out += flatten(value, prefix + key + ".")
+        else:
+            out.append((prefix + key, value))
+    return out
 
 
 def nest(flat: Iterable[tuple[str, Any]]) -> dict:
@@ -119,3 +147,60 @@ def nest(flat: Iterable[tuple[str, Any]]) -> dict:
 def validate(config: ConfigDict, reference: ConfigDict) -> ConfigDict:
     """Check every key of ``config`` against ``reference`` (keys and types)."""
     return merge(reference, config.to_dict())
+
+
+def sweepable(defaults_fn: Callable[[], ConfigDict]) -> Callable[[], ConfigDict]:
+    """Wrap a task's ``defaults()`` so its config accepts lists in any field.
+
+    ml_collections configs are type-safe: ``config.train.learning_rate = [1e-3, 1e-2]``
+    would raise in the config file. The types are checked here instead (:func:`merge`),
+    element by element for a sweep.
+    """
+
+    @functools.wraps(defaults_fn)
+    def wrapper() -> ConfigDict:
+        return ml_collections.ConfigDict(defaults_fn().to_dict(), type_safe=False)
+
+    return wrapper
+
+
+def _is_sweep(value: Any, default: Any) -> bool:
+    if not isinstance(value, (list, tuple)) or isinstance(default, (ConfigDict, Mapping)):
+        return False
+    if isinstance(default, (list, tuple)):  # a sequence key: a sweep is a list of sequences
+        return bool(value) and all(isinstance(v, (list, tuple)) for v in value)
+    return True
+
+
+def split_sweeps(
+    values: Mapping[str, Any], reference: ConfigDict, prefix: str = "",
+    root: ConfigDict | None = None,
+) -> tuple[dict, dict[str, list]]:
+    """Split nested ``values`` into (plain values, sweep axes ``{"a.b": [v1, v2, ...]}``).
+
+    Each swept value is type-checked against the reference like a plain one; an empty
+    list is an error (a sweep over nothing).
+    """
+    plain: dict = {}
+    axes: dict[str, list] = {}
+    for key, value in values.items():
+        full = prefix + key
+        if key not in reference:
+            raise _unknown(full, root or reference)
+        default = reference[key]
+        if isinstance(default, ConfigDict) and isinstance(value, Mapping):
+            plain[key], sub = split_sweeps(value, default, full + ".", root or reference)
+            axes.update(sub)
+        elif _is_sweep(value, default):
+            if not value:
+                raise ConfigError(f"config key {full!r} sweeps over an empty list")
+            axes[full] = [_check_type(full, v, default) for v in value]
+        else:
+            plain[key] = value
+    return plain, axes
+
+
+def sweep_points(axes: Mapping[str, list]) -> list[dict[str, Any]]:
+    """The Cartesian product of sweep axes, the first axis varying slowest."""
+    keys = list(axes)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(axes[k] for k in keys))]

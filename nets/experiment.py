@@ -15,11 +15,16 @@ import numpy as np
 
 from nets import data as data_lib
 from nets import models, report
-from nets.config import ConfigError
+from nets.config import ConfigError, sweepable
 from nets.report import RunDir
-from nets.train import LOOPS, OPTIMIZERS, TrainSpec, fit, select
+from nets.train import LOOPS, OPTIMIZERS, TrainSpec, fit, hyperparameters, select
+
+# Config keys a sweep can stack as models of one vmapped run: they change numbers in the
+# optimizer state, not shapes (see nets.train.make_optimizer and study/sweep.py).
+STACKABLE = tuple(f"train.{name}" for name in ("learning_rate", "momentum", "weight_decay"))
 
 
+@sweepable
 def defaults() -> ml_collections.ConfigDict:
     """Every key the ``train`` task knows, with its default."""
     c = ml_collections.ConfigDict()
@@ -55,52 +60,88 @@ def train_spec(cfg: ml_collections.ConfigDict) -> TrainSpec:
     return TrainSpec(**{k: v for k, v in cfg.items() if k in fields})
 
 
-def train_models(config: ml_collections.ConfigDict, run: RunDir, progress: bool = True):
+def stacked_hparams(points: list[dict], spec: TrainSpec, num_seeds: int) -> dict[str, list]:
+    """Per-model optimizer hyperparameters of ``points`` (``{"train.learning_rate": v}``
+    each) x seeds: model ``i * num_seeds + j`` is point ``i`` with seed ``j``."""
+    known = hyperparameters(spec)
+    out: dict[str, list] = {}
+    for key in points[0]:
+        name = key.removeprefix("train.")
+        if key not in STACKABLE or name not in known:
+            raise ConfigError(f"{key!r} cannot be stacked: optimizer {spec.optimizer!r} takes "
+                              f"{', '.join('train.' + k for k in known)}")
+        out[name] = [p[key] for p in points for _ in range(num_seeds)]
+    return out
+
+
+def train_models(config: ml_collections.ConfigDict, run: RunDir, progress: bool = True,
+                 points: list[dict] | None = None):
     """Load data, build the model and fit ``config.train.seeds`` side by side.
 
+    With ``points`` (hyperparameter settings such as ``{"train.learning_rate": 3e-3}``,
+    from a sweep), every point is trained with every seed, all in one vmapped run.
     Returns (net, states, history, (train, test)). Resumes from ``run.checkpoints``.
     """
     train, test = load_data(config.data)
     net = build_model(config.model, train.num_classes)
+    spec, seeds = train_spec(config.train), tuple(config.train.seeds)
+    hparams = stacked_hparams(points, spec, len(seeds)) if points else None
     states, history = fit(
-        net, train, test, train_spec(config.train), tuple(config.train.seeds),
+        net, train, test, spec, seeds * len(points or [{}]), hparams=hparams,
         checkpoint_dir=run.checkpoints, log=run.log, progress=progress,
     )
     return net, states, history, (train, test)
 
 
-def run(config: ml_collections.ConfigDict, run_dir: RunDir, progress: bool = True) -> dict:
-    """Train, then write results.json (``test_accuracy``: mean over seeds) and report.md."""
+def run(config: ml_collections.ConfigDict, run_dir: RunDir, progress: bool = True,
+        points: list[dict] | None = None) -> dict:
+    """Train, then write results.json (``test_accuracy``: mean over seeds) and report.md.
+
+    With sweep ``points`` (stackable hyperparameters, see :func:`train_models`) the models
+    of all points train together and results.json holds ``{"points": [one run's
+    results per point]}``.
+    """
     t0 = time.perf_counter()
-    _net, states, history, (train, test) = train_models(config, run_dir, progress)
+    _net, states, history, (train, test) = train_models(config, run_dir, progress, points)
     seconds = time.perf_counter() - t0
-    acc = np.asarray(history[-1]["test_accuracy"])
-    results = {
+    seeds = list(config.train.seeds)
+    accs = np.asarray(history[-1]["test_accuracy"]).reshape(-1, len(seeds))  # (points, seeds)
+    per_point = [{
+        **point,
         "test_accuracy": float(acc.mean()),
         "test_accuracy_std": float(acc.std()),
         "test_accuracy_per_seed": acc.tolist(),
-        "seeds": list(config.train.seeds),
+        "seeds": seeds,
         "parameters": models.count_params(select(states, 0)["params"]),
         "train_images": int(train.images.shape[0]),
         "test_images": int(test.images.shape[0]),
         "seconds": seconds,
-    }
+    } for point, acc in zip(points or [{}], accs)]
+    results = {"points": per_point} if points else per_point[0]
     run_dir.write_json("results.json", results)
 
+    def by_point(key: str, records: list[dict]) -> dict[str, np.ndarray]:
+        """{series label: (seeds, epochs)}: one line (mean ± std over seeds) per point."""
+        values = np.array([r[key] for r in records]).T.reshape(len(per_point), len(seeds), -1)
+        labels = [", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in p.items()) or key
+                  for p in (points or [{}])]
+        return dict(zip(labels, values))
+
     evaluated = [r for r in history if "test_accuracy" in r]
-    epochs = [r["epoch"] + 1 for r in history]
     fig_loss = run_dir.figure("train_loss.png", report.curves(
-        epochs, {"train loss": np.array([r["train_loss"] for r in history]).T},
+        [r["epoch"] + 1 for r in history], by_point("train_loss", history),
         "epoch", "cross-entropy"))
     fig_acc = run_dir.figure("test_accuracy.png", report.curves(
-        [r["epoch"] + 1 for r in evaluated],
-        {"test accuracy": np.array([r["test_accuracy"] for r in evaluated]).T},
+        [r["epoch"] + 1 for r in evaluated], by_point("test_accuracy", evaluated),
         "epoch", "accuracy"))
-    rows = [[config.model.name, config.data.name, len(config.train.seeds),
-             report.fmt_mean_std(acc), results["parameters"], f"{seconds:.1f}"]]
+    swept = list(points[0]) if points else []
+    rows = [[*(p[k] for k in swept), config.model.name, config.data.name, len(seeds),
+             report.fmt_mean_std(acc), p["parameters"], f"{seconds:.1f}"]
+            for p, acc in zip(per_point, accs)]
+    header = [*swept, "model", "data", "seeds", "test accuracy", "parameters", "seconds"]
     run_dir.write_report(
         f"# Training: {config.model.name} on {config.data.name}\n\n"
-        + report.table(["model", "data", "seeds", "test accuracy", "parameters", "seconds"], rows)
+        + report.table(header, rows)
         + f"\n![train loss]({fig_loss})\n\n![test accuracy]({fig_acc})\n"
     )
     return results

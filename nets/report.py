@@ -19,13 +19,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
+    """``x`` with arrays, tuples and numpy scalars turned into JSON types."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, np.ndarray) or hasattr(x, "__array__"):
-        return _jsonable(np.asarray(x).tolist())
+        return jsonable(np.asarray(x).tolist())
     if isinstance(x, (np.floating, np.integer, np.bool_)):
         return x.item()
     return x
@@ -47,11 +48,11 @@ class RunDir:
         self._metrics.write_text("")
 
     def write_json(self, name: str, obj: Any) -> None:
-        (self.path / name).write_text(json.dumps(_jsonable(obj), indent=2) + "\n")
+        (self.path / name).write_text(json.dumps(jsonable(obj), indent=2) + "\n")
 
     def log(self, record: dict) -> None:
         with self._metrics.open("a") as f:
-            f.write(json.dumps(_jsonable(record)) + "\n")
+            f.write(json.dumps(jsonable(record)) + "\n")
 
     def figure(self, name: str, fig) -> str:
         """Save a matplotlib figure as ``name`` (png) and return its file name."""

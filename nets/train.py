@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -61,21 +62,34 @@ class TrainSpec:
     loop: str = "python"  # epoch as a Python loop of jitted steps, or one lax.scan
 
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "momentum")
+# name -> optax factory; its arguments are the optimizer's hyperparameters (TrainSpec fields).
+_FACTORIES: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "adam": lambda learning_rate: optax.adam(learning_rate),
+    "adamw": lambda learning_rate, weight_decay: optax.adamw(learning_rate,
+                                                             weight_decay=weight_decay),
+    "sgd": lambda learning_rate: optax.sgd(learning_rate),
+    "momentum": lambda learning_rate, momentum: optax.sgd(learning_rate, momentum=momentum),
+}
+OPTIMIZERS = tuple(_FACTORIES)
+
+
+def hyperparameters(spec: TrainSpec) -> tuple[str, ...]:
+    """The TrainSpec fields the optimizer reads, e.g. ``("learning_rate", "momentum")``."""
+    return tuple(inspect.signature(_FACTORIES[spec.optimizer]).parameters)
 
 
 def make_optimizer(spec: TrainSpec) -> optax.GradientTransformation:
-    """An optax optimizer by name: adam | adamw | sgd | momentum (SGD with momentum)."""
-    lr = spec.learning_rate
-    if spec.optimizer == "adam":
-        return optax.adam(lr)
-    if spec.optimizer == "adamw":
-        return optax.adamw(lr, weight_decay=spec.weight_decay)
-    if spec.optimizer == "sgd":
-        return optax.sgd(lr)
-    if spec.optimizer == "momentum":
-        return optax.sgd(lr, momentum=spec.momentum)
-    raise ValueError(f"unknown optimizer {spec.optimizer!r}; choose one of {OPTIMIZERS}")
+    """An optax optimizer by name: adam | adamw | sgd | momentum (SGD with momentum).
+
+    Built with ``optax.inject_hyperparams``: the hyperparameters live in the optimizer
+    state, so S stacked models can each have their own learning rate (a vmapped sweep,
+    see :func:`init_states`) and still share one compiled step.
+    """
+    if spec.optimizer not in _FACTORIES:
+        raise ValueError(f"unknown optimizer {spec.optimizer!r}; choose one of {OPTIMIZERS}")
+    factory = _FACTORIES[spec.optimizer]
+    return optax.inject_hyperparams(factory)(
+        **{name: getattr(spec, name) for name in hyperparameters(spec)})
 
 
 def cross_entropy(logits: Array, labels: Array) -> Array:
@@ -89,14 +103,25 @@ def init_state(
     key: Array,
     input_shape: tuple[int, ...],
     reg_weight: Array | float = 0.0,
+    hparams: dict[str, Array | float] | None = None,
 ) -> State:
     """The train state of one model from ``PRNGKey(seed)``: the key fixes both the init
-    and the data order."""
+    and the data order. ``hparams`` overrides optimizer hyperparameters of this model
+    (e.g. ``{"learning_rate": 3e-3}``; the optimizer must come from :func:`make_optimizer`).
+    """
     init_key, data_key = jax.random.split(key)
     params = init_params(net, init_key, input_shape)
+    opt_state = optimizer.init(params)
+    if hparams:
+        unknown = set(hparams) - set(opt_state.hyperparams)
+        if unknown:
+            raise ValueError(f"the optimizer has no hyperparameter {sorted(unknown)}; "
+                             f"it has {sorted(opt_state.hyperparams)}")
+        opt_state.hyperparams.update(
+            {k: jnp.asarray(v, opt_state.hyperparams[k].dtype) for k, v in hparams.items()})
     return {
         "params": params,
-        "opt_state": optimizer.init(params),
+        "opt_state": opt_state,
         "step": jnp.zeros((), jnp.int32),
         "key": data_key,
         "reg_weight": jnp.asarray(reg_weight, jnp.float32),
@@ -109,18 +134,23 @@ def init_states(
     seeds: Sequence[int],
     input_shape: tuple[int, ...],
     reg_weights: Sequence[float] | None = None,
+    hparams: dict[str, Sequence[float]] | None = None,
 ) -> State:
-    """States of S models stacked on a leading axis (one per seed / reg weight).
+    """States of S models stacked on a leading axis (one per seed / reg weight /
+    hyperparameter value: ``hparams={"learning_rate": [S values]}``).
 
     One jitted, vmapped init: Flax's init run eagerly dispatches op by op and takes
     seconds on a small CPU; compiled it is a fraction of that, with identical values.
     """
     reg_weights = [0.0] * len(seeds) if reg_weights is None else list(reg_weights)
-    if len(reg_weights) != len(seeds):
-        raise ValueError(f"{len(seeds)} seeds but {len(reg_weights)} reg_weights")
+    hparams = dict(hparams or {})
+    for name, values in [("reg_weights", reg_weights), *hparams.items()]:
+        if len(values) != len(seeds):
+            raise ValueError(f"{len(seeds)} seeds but {len(values)} {name}")
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-    make = jax.vmap(lambda k, w: init_state(net, optimizer, k, input_shape, w))
-    return jax.jit(make)(keys, jnp.asarray(reg_weights, jnp.float32))
+    make = jax.vmap(lambda k, w, h: init_state(net, optimizer, k, input_shape, w, h))
+    per_model = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+    return jax.jit(make)(keys, jnp.asarray(reg_weights, jnp.float32), per_model)
 
 
 def make_train_step(
@@ -260,6 +290,7 @@ def fit(
     seeds: Sequence[int] = (0,),
     *,
     reg_weights: Sequence[float] | None = None,
+    hparams: dict[str, Sequence[float]] | None = None,
     regularizer: Regularizer | None = None,
     checkpoint_dir: str | None = None,
     log: Callable[[dict], None] | None = None,
@@ -267,6 +298,10 @@ def fit(
     progress: bool = True,
 ) -> tuple[State, list[dict]]:
     """Train ``len(seeds)`` models side by side; returns (stacked states, history).
+
+    Model ``i`` has seed ``seeds[i]``, regularizer weight ``reg_weights[i]`` and, for each
+    ``name`` in ``hparams``, optimizer hyperparameter ``hparams[name][i]`` (else the
+    spec's value): a learning-rate x seed sweep is one vmapped run.
 
     Each history record is ``{"epoch", "step", "train_loss": [S], "test_accuracy": [S],
     ...}`` plus whatever ``on_epoch(epoch, states)`` returns (e.g. weight statistics).
@@ -283,7 +318,7 @@ def fit(
             f"{spec.batch_size}; lower train.batch_size"
         )
     optimizer = make_optimizer(spec)
-    states = init_states(net, optimizer, seeds, train.images.shape[1:], reg_weights)
+    states = init_states(net, optimizer, seeds, train.images.shape[1:], reg_weights, hparams)
     history: list[dict] = []
     start = 0
     ckpt = Checkpointer(checkpoint_dir) if checkpoint_dir else None

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from attacks.common import model_logits_fn
 from attacks.gradient import fgsm, pgd
 from nets import evaluate, experiment, report
-from nets.config import ConfigError
+from nets.config import ConfigError, sweepable
 from nets.report import RunDir
 from nets.train import select
 from som import codes as codes_lib
@@ -46,6 +46,7 @@ ATTACKS = ("pgd", "fgsm", "noise")
 SCALES = ("rms", "zscore", "none")
 
 
+@sweepable
 def defaults() -> ml_collections.ConfigDict:
     """The ``train`` task's keys plus a ``som`` section."""
     c = experiment.defaults()

@@ -28,6 +28,7 @@ from nets.report import RunDir
 from nets.train import NonFiniteLossError
 from som import study as som_study
 from study import default as default_study
+from study import sweep
 
 # task name -> (defaults, run). Each lens adds its study here.
 TASKS = {
@@ -46,13 +47,23 @@ USER_ERRORS = (config_lib.ConfigError, DatasetNotPreparedError, NonFiniteLossErr
 
 
 def resolve(config: ml_collections.ConfigDict, overrides: dict | None = None):
-    """Validate ``config`` (plus nested ``overrides``) against its task's defaults."""
+    """Validate ``config`` (plus nested ``overrides``) against its task's defaults.
+
+    Returns (config, run function, sweep axes): a list given to a scalar key, in the file
+    or in an override, is a sweep axis ``{"a.b": [values]}`` (empty: a single run); the
+    returned config holds the other values.
+    """
     task = config.get("task", "train")
     if task not in TASKS:
         raise config_lib.ConfigError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
     defaults, run_fn = TASKS[task]
-    merged = config_lib.merge(config_lib.validate(config, defaults()), overrides or {})
-    return merged, run_fn
+    reference = defaults()
+    file_values, axes = config_lib.split_sweeps(config.to_dict(), reference)
+    over_values, over_axes = config_lib.split_sweeps(overrides or {}, reference)
+    overridden = {k for k, _ in config_lib.flatten(over_values)} | set(over_axes)
+    axes = {**{k: v for k, v in axes.items() if k not in overridden}, **over_axes}
+    merged = config_lib.merge(config_lib.merge(reference, file_values), over_values)
+    return merged, run_fn, axes
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -68,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"unrecognized argument {item!r}; overrides look like --config.a.b=value")
         flat.append(config_lib.parse_override(item[len("--config."):]))
     try:
-        config, run_fn = resolve(config_lib.load_file(args.config), config_lib.nest(flat))
+        config, run_fn, axes = resolve(config_lib.load_file(args.config), config_lib.nest(flat))
     except config_lib.ConfigError as e:
         parser.exit(2, f"config error: {e}\n")
     workdir = Path(args.workdir or ROOT / "runs" / Path(args.config).stem)
@@ -76,7 +87,11 @@ def main(argv: list[str] | None = None) -> dict:
     run_dir.write_json("config.json", config.to_dict())
     print(f"run folder: {workdir}")
     try:
-        results = run_fn(config, run_dir, progress=not args.no_progress)
+        if axes:
+            results = sweep.run(config.task, run_fn, config, axes, run_dir,
+                                progress=not args.no_progress)
+        else:
+            results = run_fn(config, run_dir, progress=not args.no_progress)
     except USER_ERRORS as e:
         parser.exit(1, f"error: {e}\n")
     print(f"report: {workdir / 'report.md'}")

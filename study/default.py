@@ -26,7 +26,7 @@ from attacks import study as attacks_study
 from attacks import weights_study
 from minmax import study as minmax_study
 from nets import experiment, report
-from nets.config import ConfigError, merge
+from nets.config import ConfigError, merge, sweepable
 from nets.report import RunDir
 from som import study as som_study
 from study.findings import FINDINGS
@@ -41,6 +41,7 @@ PARTS: dict[str, ModuleType] = {
 SHARED = ("data", "model", "train")  # sections every lens takes from the study config
 
 
+@sweepable
 def defaults() -> ml_collections.ConfigDict:
     """The ``train`` keys, ``study.parts``, and every lens's own section."""
     c = experiment.defaults()

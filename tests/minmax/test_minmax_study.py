@@ -74,7 +74,7 @@ def test_bad_settings_are_one_clear_error(args, message, tmp_path, capsys):
 
 
 def test_the_config_file_is_valid_and_runs_the_grid_it_describes():
-    config, run_fn = run_script.resolve(config_lib.load_file(ROOT / "configs" / "minmax.py"))
+    config, run_fn, _ = run_script.resolve(config_lib.load_file(ROOT / "configs" / "minmax.py"))
     assert run_fn is study.run and config.model.name == "lenet5"
     assert 0.0 in config.minmax.lambdas and len(config.minmax.seeds) >= 3
 

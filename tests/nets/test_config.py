@@ -50,3 +50,44 @@ def test_parse_override():
     assert config.parse_override("a=x=y") == ("a", "x=y")
     with pytest.raises(config.ConfigError):
         config.parse_override("a.b")
+
+
+def test_lists_in_scalar_fields_are_sweep_axes():
+    ref = experiment.defaults()
+    plain, axes = config.split_sweeps(
+        {"train": {"learning_rate": [1e-3, 1], "seeds": [0, 1], "epochs": 3},
+         "model": {"hidden": [(8,), [16, 4]], "name": "mlp"}}, ref)
+    # a list of ints for the tuple key seeds is its value; a list of tuples is a sweep
+    assert plain == {"train": {"seeds": [0, 1], "epochs": 3}, "model": {"name": "mlp"}}
+    assert axes == {"train.learning_rate": [1e-3, 1.0], "model.hidden": [(8,), (16, 4)]}
+    assert isinstance(axes["train.learning_rate"][1], float)  # each value type-checked
+    assert config.sweep_points(axes) == [
+        {"train.learning_rate": 1e-3, "model.hidden": (8,)},
+        {"train.learning_rate": 1e-3, "model.hidden": (16, 4)},
+        {"train.learning_rate": 1.0, "model.hidden": (8,)},
+        {"train.learning_rate": 1.0, "model.hidden": (16, 4)}]
+    with pytest.raises(config.ConfigError, match="expects int"):
+        config.split_sweeps({"train": {"epochs": [1, "two"]}}, ref)
+    with pytest.raises(config.ConfigError, match="empty list"):
+        config.split_sweeps({"train": {"epochs": []}}, ref)
+    with pytest.raises(config.ConfigError, match="Did you mean 'train.epochs'"):
+        config.split_sweeps({"train": {"epoch": [1, 2]}}, ref)
+
+
+def test_a_config_file_can_assign_a_sweep_and_the_command_line_overrides_it():
+    from study import cli
+
+    cfg = experiment.defaults()
+    cfg.train.learning_rate = [1e-3, 1e-2]  # would raise in a type-safe ConfigDict
+    cfg.model.name = ["lenet5", "mlp"]
+    _, _, axes = cli.resolve(cfg)
+    assert axes == {"train.learning_rate": [1e-3, 1e-2], "model.name": ["lenet5", "mlp"]}
+    merged, _, axes = cli.resolve(cfg, config.nest([config.parse_override("model.name=mlp"),
+                                                    config.parse_override("train.epochs=[1,2]")]))
+    assert axes == {"train.learning_rate": [1e-3, 1e-2], "train.epochs": [1, 2]}
+    assert merged.model.name == "mlp"
+
+
+def test_parse_override_bare_word_lists():
+    assert config.parse_override("model.name=[lenet5, mlp]") == ("model.name", ["lenet5", "mlp"])
+    assert config.parse_override("x=[1e-3,3e-3]") == ("x", [1e-3, 3e-3])

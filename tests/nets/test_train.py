@@ -35,6 +35,26 @@ def test_vmapped_seeds_equal_separate_runs(small, net):
     assert not np.allclose(p[0], p[1])
 
 
+def test_vmapped_learning_rate_sweep_equals_separate_runs(small, net):
+    # Per-model hyperparameters live in the optimizer state (optax.inject_hyperparams),
+    # so models with different learning rates share one compiled step.
+    spec = train.TrainSpec(epochs=1, batch_size=32, optimizer="momentum", momentum=0.8)
+    lrs, momenta = [1e-3, 3e-2], [0.8, 0.5]
+    together, _ = train.fit(net, small[0], None, spec, seeds=(0, 0), progress=False,
+                            hparams={"learning_rate": lrs, "momentum": momenta})
+    for i, (lr, mom) in enumerate(zip(lrs, momenta)):
+        alone, _ = train.fit(net, small[0], None, train.TrainSpec(
+            epochs=1, batch_size=32, optimizer="momentum", learning_rate=lr, momentum=mom),
+            seeds=(0,), progress=False)
+        chex.assert_trees_all_close(train.select(together, i)["params"],
+                                    train.select(alone, 0)["params"], rtol=1e-3, atol=1e-5)
+    p = together["params"]["fc3"]["kernel"]
+    assert not np.allclose(p[0], p[1])  # the learning rate really differed
+    with pytest.raises(ValueError, match="no hyperparameter"):
+        train.fit(net, small[0], None, spec, seeds=(0,), hparams={"weight_decay": [0.1]},
+                  progress=False)
+
+
 def test_resume_equals_uninterrupted(small, net, tmp_path):
     spec = train.TrainSpec(epochs=3, batch_size=32, learning_rate=3e-3)
     straight, hist_straight = train.fit(net, *small, spec, seeds=(0, 1), progress=False)
