@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nets.data import Dataset
+from nets.distributed import fetch
 from nets.models import Net
 
 Array = jax.Array
@@ -43,7 +44,5 @@ def _stacked_accuracy(net: Net, params, images: Array, labels: Array, chunk: int
 
 def accuracy(net: Net, stacked_params, data: Dataset, chunk: int = 512) -> np.ndarray:
     """Top-1 test accuracy of each of S stacked models: shape (S,)."""
-    return np.asarray(
-        _stacked_accuracy(net, stacked_params, jnp.asarray(data.images),
-                          jnp.asarray(data.labels), chunk)
-    )
+    return fetch(_stacked_accuracy(net, stacked_params, jnp.asarray(data.images),
+                                   jnp.asarray(data.labels), chunk))

@@ -10,12 +10,14 @@ import dataclasses
 import inspect
 import time
 
+import jax
 import ml_collections
 import numpy as np
 
 from nets import data as data_lib
 from nets import models, report
 from nets.config import ConfigError, sweepable
+from nets.distributed import fetch
 from nets.report import RunDir
 from nets.train import LOOPS, OPTIMIZERS, TrainSpec, fit, hyperparameters, select
 
@@ -90,6 +92,8 @@ def train_models(config: ml_collections.ConfigDict, run: RunDir, progress: bool 
         net, train, test, spec, seeds * len(points or [{}]), hparams=hparams,
         checkpoint_dir=run.checkpoints, log=run.log, progress=progress,
     )
+    if jax.process_count() > 1:  # models trained across hosts: every process gets them all
+        states = fetch(states)
     return net, states, history, (train, test)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import matplotlib
 
 matplotlib.use("Agg")
@@ -42,26 +43,32 @@ class RunDir:
 
     def __init__(self, path: str | Path, checkpoints: str | Path | None = None):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
         self.checkpoints = str(checkpoints or self.path / "checkpoints")
         self._metrics = self.path / "metrics.jsonl"
-        self._metrics.write_text("")
+        self.writes = jax.process_index() == 0  # in a multi-host run only process 0 writes
+        if self.writes:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._metrics.write_text("")
 
     def write_json(self, name: str, obj: Any) -> None:
-        (self.path / name).write_text(json.dumps(jsonable(obj), indent=2) + "\n")
+        if self.writes:
+            (self.path / name).write_text(json.dumps(jsonable(obj), indent=2) + "\n")
 
     def log(self, record: dict) -> None:
-        with self._metrics.open("a") as f:
-            f.write(json.dumps(jsonable(record)) + "\n")
+        if self.writes:
+            with self._metrics.open("a") as f:
+                f.write(json.dumps(jsonable(record)) + "\n")
 
     def figure(self, name: str, fig) -> str:
         """Save a matplotlib figure as ``name`` (png) and return its file name."""
-        fig.savefig(self.path / name, dpi=110, bbox_inches="tight")
+        if self.writes:
+            fig.savefig(self.path / name, dpi=110, bbox_inches="tight")
         plt.close(fig)
         return name
 
     def write_report(self, text: str) -> None:
-        (self.path / "report.md").write_text(text)
+        if self.writes:
+            (self.path / "report.md").write_text(text)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from nets.checkpoint import Checkpointer
 from nets.data import Dataset
+from nets.distributed import fetch
 from nets.evaluate import accuracy
 from nets.models import Net, init_params
 
@@ -334,11 +335,11 @@ def fit(
     bar = tqdm(total=spec.epochs, initial=start, desc="train", unit="epoch", disable=not progress)
     for epoch in range(start, spec.epochs):
         states, metrics = epoch_fn(states, images, labels, epoch)
-        metrics = jax.device_get(metrics)
+        metrics = fetch(metrics)
         check_finite(metrics, epoch, seeds)
         record = {
             "epoch": epoch,
-            "step": int(np.asarray(states["step"])[0]),
+            "step": int(fetch(states["step"])[0]),
             "train_loss": np.asarray(metrics["loss"]).mean(axis=1).tolist(),
         }
         last_epoch = epoch == spec.epochs - 1
@@ -371,10 +372,14 @@ def shard_models(states: State, data: Any, mesh: Mesh | None = None) -> tuple[St
 
     The jitted, vmapped epoch then runs SPMD-partitioned along the model axis: with D
     devices each trains S/D models, with no change to the numbers (tests/nets/
-    test_sharding.py). On one device this is a plain transfer.
+    test_sharding.py). On one device this is a plain transfer. With several processes
+    (nets.distributed) the mesh spans every process's devices; each process holds the
+    same states and data, and keeps its devices' part.
     """
     num_models = jax.tree.leaves(states)[0].shape[0]
     mesh = model_mesh(num_models) if mesh is None else mesh
+    if jax.process_count() > 1:  # host values, identical on every process
+        states, data = jax.device_get((states, data))
     split, whole = NamedSharding(mesh, P("models")), NamedSharding(mesh, P())
     return jax.device_put(states, split), jax.device_put(data, whole)
 

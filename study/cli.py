@@ -6,6 +6,11 @@ from a config and write a run folder.
 The run folder (default ``runs/<config name>``) gets config.json, metrics.jsonl,
 results.json, report.md, figures and checkpoints/. Running the same command again
 resumes from the checkpoints instead of starting over.
+
+A list given to any scalar key (``--config.train.learning_rate=[1e-3,1e-2]``, or in the
+config file) is a sweep over its values (study/sweep.py). ``--distributed`` or
+``--coordinator/--num-processes/--process-id`` run one command on several hosts
+(nets/distributed.py).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import jax
 import ml_collections
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: configs/ and runs/ live here
@@ -22,7 +28,7 @@ from attacks import study as attacks_study
 from attacks import weights_study
 from minmax import study as minmax_study
 from nets import config as config_lib
-from nets import experiment
+from nets import distributed, experiment
 from nets.data import DatasetNotPreparedError
 from nets.report import RunDir
 from nets.train import NonFiniteLossError
@@ -72,6 +78,14 @@ def main(argv: list[str] | None = None) -> dict:
                         help="config file with get_config()")
     parser.add_argument("--workdir", default=None, help="run folder (default runs/<config>)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    multi = parser.add_argument_group(
+        "across hosts (jax.distributed; start the same command on every host, with a "
+        "run folder they share)")
+    multi.add_argument("--distributed", action="store_true",
+                       help="join a multi-process run; settings from the environment or cluster")
+    multi.add_argument("--coordinator", help="HOST:PORT of process 0 (implies --distributed)")
+    multi.add_argument("--num-processes", type=int, help="number of processes")
+    multi.add_argument("--process-id", type=int, help="this process's index")
     args, rest = parser.parse_known_args(argv)
     flat = []
     for item in rest:
@@ -82,16 +96,19 @@ def main(argv: list[str] | None = None) -> dict:
         config, run_fn, axes = resolve(config_lib.load_file(args.config), config_lib.nest(flat))
     except config_lib.ConfigError as e:
         parser.exit(2, f"config error: {e}\n")
+    if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     workdir = Path(args.workdir or ROOT / "runs" / Path(args.config).stem)
     run_dir = RunDir(workdir)
     run_dir.write_json("config.json", config.to_dict())
-    print(f"run folder: {workdir}")
+    print(f"run folder: {workdir} (process {jax.process_index()} of {jax.process_count()}, "
+          f"{jax.device_count()} {jax.default_backend()} devices)", flush=True)
+    progress = not args.no_progress and distributed.is_main()
     try:
         if axes:
-            results = sweep.run(config.task, run_fn, config, axes, run_dir,
-                                progress=not args.no_progress)
+            results = sweep.run(config.task, run_fn, config, axes, run_dir, progress=progress)
         else:
-            results = run_fn(config, run_dir, progress=not args.no_progress)
+            results = run_fn(config, run_dir, progress=progress)
     except USER_ERRORS as e:
         parser.exit(1, f"error: {e}\n")
     print(f"report: {workdir / 'report.md'}")

@@ -27,7 +27,8 @@ from attacks import weights_study
 from minmax import study as minmax_study
 from nets import experiment, report
 from nets.config import ConfigError, merge, sweepable
-from nets.report import RunDir
+from nets.distributed import agree
+from nets.report import RunDir, jsonable
 from som import study as som_study
 from study.findings import FINDINGS
 
@@ -72,16 +73,16 @@ def _done(folder: Path, cfg: dict) -> dict | None:
 def _run_part(name: str, cfg: ml_collections.ConfigDict, folder: Path, checkpoints: str | None,
               run_fn, progress: bool) -> dict:
     done = _done(folder, cfg.to_dict())
-    if done is not None:
+    if agree(done is not None):
         print(f"[study] {name}: finished earlier, reusing {folder / 'results.json'}")
         return done
     print(f"[study] {name}: running")
     t0 = time.perf_counter()
     sub = RunDir(folder, checkpoints=checkpoints)
     sub.write_json("config.json", cfg.to_dict())
-    run_fn(cfg, sub, progress=progress)
+    results = run_fn(cfg, sub, progress=progress)
     sub.write_json("done.json", {"config": cfg.to_dict(), "seconds": time.perf_counter() - t0})
-    return json.loads((folder / "results.json").read_text())
+    return json.loads(json.dumps(jsonable(results)))  # as a reused part reads it back
 
 
 def run(config: ml_collections.ConfigDict, run_dir: RunDir, progress: bool = True) -> dict:

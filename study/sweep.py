@@ -27,6 +27,7 @@ import ml_collections
 
 from nets import experiment, report
 from nets.config import merge, nest, sweep_points
+from nets.distributed import agree
 from nets.report import RunDir, jsonable
 
 RunFn = Callable[..., dict]
@@ -77,7 +78,7 @@ def run(task: str, run_fn: RunFn, config: ml_collections.ConfigDict, axes: dict[
               + (f" ({len(inner)} settings of {', '.join(stacked)} stacked in one run)"
                  if inner else ""), flush=True)
         results = _finished(sub, record)
-        if results is None:
+        if not agree(results is not None):
             sub.write_json("config.json", cfg.to_dict())
             results = (run_fn(cfg, sub, progress=progress, points=inner) if inner
                        else run_fn(cfg, sub, progress=progress))
