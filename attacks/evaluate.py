@@ -25,6 +25,7 @@ import numpy as np
 from attacks.common import Array, Bounds, LogitsFn, as_pytree_fn
 from attacks.gradient import bim, fgsm, mifgsm, pgd
 from attacks.minimal import carlini_wagner_l2, deepfool
+from nets import xla
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +70,7 @@ def _norm(delta: Array, norm: str) -> Array:
     return jnp.abs(flat).max(-1) if norm == "linf" else jnp.sqrt(jnp.sum(flat * flat, -1))
 
 
-@functools.partial(jax.jit, static_argnames=("attack", "targeted", "bounds"))
+@functools.partial(xla.jit, static_argnames=("attack", "targeted", "bounds"))
 def _broken(fn, attack: Attack, x, y, eps_grid, key, *, targeted, bounds):
     """(E, n) bool: example broken at each eps; (n,) norm of the perturbation used."""
     clean_ok = fn(x).argmax(-1) == y

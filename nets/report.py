@@ -70,6 +70,21 @@ class RunDir:
         if self.writes:
             (self.path / "report.md").write_text(text)
 
+    def mark_done(self, record: Any, results: dict, **extra: Any) -> None:
+        """Write ``done.json``: this folder's run finished with ``record`` (its config)."""
+        self.write_json("done.json", {"record": record, "results": results, **extra})
+
+
+def finished(folder: str | Path, record: Any) -> dict | None:
+    """The results saved by :meth:`RunDir.mark_done` in ``folder`` for the same ``record``,
+    else None: a study part or sweep point that finished is reused, not run again."""
+    done = Path(folder) / "done.json"
+    if done.is_file():
+        saved = json.loads(done.read_text())
+        if saved.get("record") == jsonable(record):
+            return saved["results"]
+    return None
+
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     arr = np.asarray(values, float)

@@ -19,7 +19,6 @@ State layout (a plain dict, big_vision style)::
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 import math
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from nets.data import Dataset
 from nets.distributed import fetch
 from nets.evaluate import accuracy
 from nets.models import Net, init_params
+from nets.xla import compiler_options
 
 Array = jax.Array
 State = dict[str, Any]
@@ -176,25 +176,6 @@ def make_train_step(
     return step
 
 
-# XLA:CPU options for the compiled train step: YNNPACK (jaxlib >= 0.10's default library
-# for CPU dots, reductions and some convolutions) off. On LeNet-5 (batch 128, 2 cores) its
-# kernels for these small shapes are slower than XLA's own; the step measured ~25% faster
-# without it (benchmarks/train.py with XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=).
-CPU_STEP_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
-
-
-@functools.cache
-def _step_compiler_options() -> dict[str, str] | None:
-    """``CPU_STEP_OPTIONS`` on a CPU backend whose XLA knows them, else ``None``."""
-    if jax.default_backend() != "cpu":
-        return None
-    try:
-        jax.jit(lambda x: x + 1, compiler_options=CPU_STEP_OPTIONS).lower(1.0).compile()
-    except jax.errors.JaxRuntimeError:  # "No such compile option": an XLA without it
-        return None
-    return CPU_STEP_OPTIONS
-
-
 class EpochFn:
     """``(states, images, labels, epoch) -> (states, per-step metrics)`` for S models.
 
@@ -233,7 +214,7 @@ class EpochFn:
             return jax.lax.scan(lambda st, i: one_step(st, images, labels, i), state, idx)
 
         self._order = jax.jit(jax.vmap(order, in_axes=(0, None, None)), static_argnums=2)
-        options = _step_compiler_options()
+        options = compiler_options()
         self._step = jax.jit(one_step_at, donate_argnums=0, compiler_options=options)
         self._epoch = jax.jit(jax.vmap(one_epoch, in_axes=(0, None, None, None)),
                               donate_argnums=0, compiler_options=options)

@@ -14,7 +14,6 @@ so an interrupted study started again reuses the trained model and finished lens
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from types import ModuleType
@@ -61,18 +60,9 @@ def part_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.
     return merge(ref, {**shared, name: config[name].to_dict()})
 
 
-def _done(folder: Path, cfg: dict) -> dict | None:
-    marker = folder / "done.json"
-    if marker.is_file():
-        saved = json.loads(marker.read_text())
-        if saved.get("config") == json.loads(json.dumps(cfg)):
-            return json.loads((folder / "results.json").read_text())
-    return None
-
-
 def _run_part(name: str, cfg: ml_collections.ConfigDict, folder: Path, checkpoints: str | None,
               run_fn, progress: bool) -> dict:
-    done = _done(folder, cfg.to_dict())
+    done = report.finished(folder, cfg.to_dict())
     if agree(done is not None):
         print(f"[study] {name}: finished earlier, reusing {folder / 'results.json'}")
         return done
@@ -80,9 +70,9 @@ def _run_part(name: str, cfg: ml_collections.ConfigDict, folder: Path, checkpoin
     t0 = time.perf_counter()
     sub = RunDir(folder, checkpoints=checkpoints)
     sub.write_json("config.json", cfg.to_dict())
-    results = run_fn(cfg, sub, progress=progress)
-    sub.write_json("done.json", {"config": cfg.to_dict(), "seconds": time.perf_counter() - t0})
-    return json.loads(json.dumps(jsonable(results)))  # as a reused part reads it back
+    results = jsonable(run_fn(cfg, sub, progress=progress))  # as a reused part reads it
+    sub.mark_done(cfg.to_dict(), results, seconds=time.perf_counter() - t0)
+    return results
 
 
 def run(config: ml_collections.ConfigDict, run_dir: RunDir, progress: bool = True) -> dict:

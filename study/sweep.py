@@ -17,7 +17,6 @@ unfinished one resumes from its checkpoints.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +27,7 @@ import ml_collections
 from nets import experiment, report
 from nets.config import merge, nest, sweep_points
 from nets.distributed import agree
-from nets.report import RunDir, jsonable
+from nets.report import RunDir
 
 RunFn = Callable[..., dict]
 PRIMARY = ("test_accuracy",)  # plotted first when a sub-run reports it
@@ -44,16 +43,6 @@ def split_axes(task: str, axes: dict[str, list]) -> tuple[dict[str, list], dict[
     """(axes run one after another, axes stacked in one vmapped run)."""
     stacked = {k: v for k, v in axes.items() if task == "train" and k in experiment.STACKABLE}
     return {k: v for k, v in axes.items() if k not in stacked}, stacked
-
-
-def _finished(folder: RunDir, record: dict) -> dict | None:
-    """The results of a sub-run that completed with this exact config, else None."""
-    done = folder.path / "done.json"
-    if done.exists():
-        saved = json.loads(done.read_text())
-        if saved["record"] == jsonable(record):
-            return saved["results"]
-    return None
 
 
 def scalars(results: dict) -> dict[str, float]:
@@ -72,19 +61,20 @@ def run(task: str, run_fn: RunFn, config: ml_collections.ConfigDict, axes: dict[
     rows: list[dict] = []
     for i, point in enumerate(outer_points):
         cfg = merge(config, nest(point.items()))
-        sub = RunDir(run_dir.path / "sweep" / label(point))
+        folder = run_dir.path / "sweep" / label(point)
         record = {"config": cfg.to_dict(), "stacked": inner}
         print(f"sweep point {i + 1}/{len(outer_points)}: {label(point)}"
               + (f" ({len(inner)} settings of {', '.join(stacked)} stacked in one run)"
                  if inner else ""), flush=True)
-        results = _finished(sub, record)
+        results = report.finished(folder, record)
         if not agree(results is not None):
+            sub = RunDir(folder)
             sub.write_json("config.json", cfg.to_dict())
             results = (run_fn(cfg, sub, progress=progress, points=inner) if inner
                        else run_fn(cfg, sub, progress=progress))
-            sub.write_json("done.json", {"record": record, "results": results})
+            sub.mark_done(record, results)
         for r in results["points"] if inner else [results]:
-            rows.append({**point, **r, "run": str(sub.path.relative_to(run_dir.path))})
+            rows.append({**point, **r, "run": str(folder.relative_to(run_dir.path))})
     out = {"axes": axes, "points": rows}
     run_dir.write_json("results.json", out)
     write_report(run_dir, task, axes, rows)

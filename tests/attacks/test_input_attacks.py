@@ -185,11 +185,25 @@ def test_no_recompilation_on_new_data_eps_or_params(trained):
     fn, x, y = trained
     key = jax.random.PRNGKey(0)
     gradient.pgd(fn, x[:64], y[:64], eps=0.1, steps=7, key=key)
-    before = gradient._iterate._cache_size()
+    before = gradient._iterate.compiled()._cache_size()
     moved = Partial(fn.func, jax.tree.map(lambda p: p * 1.01, fn.args[0]))
     gradient.pgd(fn, x[64:128], y[64:128], eps=0.2, steps=7, key=jax.random.PRNGKey(1))
     gradient.pgd(moved, x[:64] * 0.5, y[:64], eps=0.05, steps=7, key=key)
-    assert gradient._iterate._cache_size() == before
+    assert gradient._iterate.compiled()._cache_size() == before
+
+
+@pytest.mark.parametrize("restarts", [1, 3])
+def test_chunked_batches_equal_the_whole_batch(trained, restarts):
+    # the random starts are drawn for the whole batch, so the chunk size changes nothing
+    fn, x, y = trained
+    kw = {"eps": 0.1, "steps": 5, "restarts": restarts, "key": jax.random.PRNGKey(3)}
+    whole = gradient.pgd(fn, x[:50], y[:50], chunk=50, **kw)
+    before = gradient._iterate.compiled()._cache_size()
+    chunked = gradient.pgd(fn, x[:50], y[:50], chunk=16, **kw)  # 16, 16, 16, 2 padded to 16
+    assert gradient._iterate.compiled()._cache_size() == before + 1  # one program for all 4
+    np.testing.assert_array_equal(np.asarray(chunked), np.asarray(whole))
+    with pytest.raises(ValueError, match="chunk must be >= 1"):
+        gradient.pgd(fn, x[:50], y[:50], chunk=0, **kw)
 
 
 def test_robust_accuracy_matches_direct_attacks_and_min_eps(trained):
