@@ -69,7 +69,10 @@ def test_finished_points_are_reused_and_changed_ones_rerun(tmp_path):
     assert calls == [1, 2, 3, 1]
 
 
-def test_stacking_a_hyperparameter_the_optimizer_lacks_is_a_config_error(tmp_path):
-    with pytest.raises(SystemExit):
+def test_stacking_a_hyperparameter_the_optimizer_lacks_is_a_config_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
         cli.main(["--config", str(ROOT / "configs" / "train.py"), f"--workdir={tmp_path}",
                   *TINY, "--config.train.momentum=[0.5,0.9]"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "'train.momentum' cannot be stacked: optimizer 'adam' takes train.learning_rate" in err
