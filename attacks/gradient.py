@@ -13,7 +13,8 @@ All four are one projected-ascent loop with different switches:
 * MI-FGSM (Dong et al. 2018): g_t is replaced by the momentum
   m_t = mu m_{t-1} + ∇ / ||∇||_1.
 
-The loop is a ``lax.fori_loop`` (unrolled up to MAX_UNROLL steps); eps and alpha are
+The loop is a ``lax.fori_loop`` (not unrolled: with ``nets.conv``'s CPU paths a rolled
+loop is the faster one, see benchmarks/attacks.py); eps and alpha are
 traced, so an eps grid is a ``vmap`` and new eps values or data of the same shape never
 recompile. ``chunk`` examples go through per call (default: CPU_CHUNK on CPU, all
 elsewhere), which bounds memory for any batch size.
@@ -41,18 +42,13 @@ from attacks.common import (
 )
 from nets import xla
 
-# Loops up to this many steps are unrolled: XLA:CPU runs the convolution gradients in a
-# while-loop body on a slow path (PGD-40 on 1,000 LeNet-5 inputs, 2 cores: 6.9 s looped,
-# 4.5 s unrolled; benchmarks/attacks.py). Longer loops stay loops: unrolled, 100 steps
-# took ~16 s to compile.
-MAX_UNROLL = 50
-
 # On CPU a batch is attacked CPU_CHUNK examples per call (one compiled program, the last
-# chunk padded): the activations of 256 LeNet-5 inputs stay in cache, those of 1,000 do
-# not (PGD-40 on 1,000 inputs, 2 cores: 3.9 s whole vs 3.5 s in chunks of 250). Other
+# chunk padded): the activations of 128 LeNet-5 inputs stay in cache, those of 1,000 do
+# not (PGD-40 on 1,000 inputs, 2 cores: 1.49 s whole, 1.24 s in chunks of 256, 1.11 s in
+# chunks of 128). Other
 # backends take the whole batch at once. Results do not depend on the chunking: the
 # random starts are drawn for the whole batch first.
-CPU_CHUNK = 256
+CPU_CHUNK = 128
 
 @functools.partial(xla.jit, static_argnames=("steps", "norm", "targeted", "bounds", "restarts",
                                             "decay"))
@@ -72,7 +68,7 @@ def _iterate(fn, x, starts, y, eps, alpha, *, steps, norm, targeted, bounds, res
             xa = project(xa + alpha * normalize(g, norm), x, eps, norm, bounds)
             return xa, mom
 
-        xa, _ = jax.lax.fori_loop(0, steps, body, (x0, jnp.zeros_like(x)), unroll=steps <= MAX_UNROLL)
+        xa, _ = jax.lax.fori_loop(0, steps, body, (x0, jnp.zeros_like(x)))
         return xa
 
     if restarts == 1:

@@ -58,6 +58,7 @@ import optax
 from jax import lax
 
 from benchmarks.peers import torch_lenet5
+from nets.conv import conv2d
 from nets.models import lenet5, max_pool
 from nets.train import TrainSpec, init_states, make_epoch_fn, make_optimizer
 
@@ -257,7 +258,7 @@ def pool_reduce_window(x):
 
 
 CONVS = {"lax": conv_lax, "im2col": conv_im2col, "patches": conv_patches,
-         "canonical": conv_canonical}
+         "canonical": conv_canonical, "nets": conv2d}
 POOLS = {"reduce_window": pool_reduce_window, "reshape": lambda x: max_pool(x, 2)}
 
 
@@ -374,6 +375,9 @@ ABLATIONS: list[tuple[str, str, dict]] = [
      {"feed": "scan", "conv": "canonical"}),
     ("K  scan+im2col", "H with conv=im2col", {"feed": "scan", "conv": "im2col"}),
     ("L  canonical", "B with canonical-form backward convs (custom_vjp)", {"conv": "canonical"}),
+    ("M  conv=nets.conv", "B with nets.conv.conv2d (shifted-sum conv1, col2im dX)",
+     {"conv": "nets"}),
+    ("N  scan+nets.conv", "H with nets.conv.conv2d", {"feed": "scan", "conv": "nets"}),
 ]
 
 

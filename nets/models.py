@@ -23,6 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from nets.conv import Conv
+
 Array = jax.Array
 
 
@@ -87,7 +89,7 @@ class Net(nn.Module):
         acts: dict[str, Array] = {}
         for layer in self.layers[lo:hi]:
             if layer.kind == "conv":
-                x = nn.Conv(
+                x = Conv(
                     layer.features,
                     (layer.kernel, layer.kernel),
                     padding=layer.padding,

@@ -1,0 +1,157 @@
+"""2-D convolution (NHWC input, HWIO kernel, stride 1) with faster CPU paths.
+
+``conv2d(x, kernel, padding)`` computes exactly ``lax.conv_general_dilated``; on the CPU
+backend two of its parts take a different route, because XLA:CPU's convolution kernel is
+slow when a convolution has few channels on one side (LeNet's ``conv1`` has 1 input
+channel, and the input gradient of ``conv2`` produces 6). Measured on 2 cores, batch 128
+(``python benchmarks/train.py --ablate`` shows the effect on a whole training step):
+
+* **forward with 1 input channel** (``conv1``): a sum of ``kh * kw`` shifted, scaled
+  copies of the input, ``y = sum_ij x[., h+i, w+j] * k[i, j]``: one fused loop instead of
+  XLA's convolution (0.4 ms vs 2.4 ms). It runs inside a 2-iteration ``fori_loop`` over
+  halves of the batch, only so that XLA keeps its result in memory: outside a loop, XLA
+  fuses this cheap-looking sum into every consumer (the ReLU, the pool and their
+  gradients) and recomputes it several times, which made the train step slower.
+* **input gradient with at most ``SMALL_CIN`` input channels**: ``col2im``. One matrix
+  product ``cols = g @ K^T`` gives, for every output pixel, the ``kh * kw * cin``
+  contributions it makes to the input, and a fused sum of ``kh * kw`` shifted (padded)
+  slices of ``cols`` adds them up (conv1: 0.7 ms vs 6 ms; conv2: 1.1 ms vs 1.8 ms).
+
+The function is a ``jax.custom_jvp``, so forward mode (``jax.jvp``, ``jacfwd``), reverse
+mode and higher derivatives all work. Its tangent is
+``t = conv(dx, k) + conv(x, dk)``; the ``dx`` term is written as the linear transpose of
+the ``col2im`` input gradient, so that reverse mode (which transposes the tangent) runs
+``col2im`` itself, while the ``dk`` term is XLA's convolution (its transpose, the kernel
+gradient, is fast). Other backends (GPU, TPU) and other shapes use
+``lax.conv_general_dilated`` unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.custom_derivatives import SymbolicZero
+
+Array = jax.Array
+Padding = str | Sequence[tuple[int, int]]
+
+DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+SMALL_CIN = 8  # col2im input gradient up to this many input channels (see module doc)
+CPU_PATHS = True  # False: XLA's convolution everywhere (benchmarks/train.py --ablate)
+
+
+def reference(x: Array, kernel: Array, padding: Padding) -> Array:
+    """XLA's convolution: what :func:`conv2d` computes, and its path off CPU."""
+    return lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=DIMENSIONS)
+
+
+def pads(padding: Padding, kernel_hw: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    """The explicit ``((top, bottom), (left, right))`` padding XLA uses for ``padding``."""
+    if isinstance(padding, str):
+        return tuple(lax.padtype_to_pads((1, 1), kernel_hw, (1, 1), padding))
+    return tuple((int(lo), int(hi)) for lo, hi in padding)
+
+
+def _fast() -> bool:
+    """Whether to take the CPU paths; read when a function is traced (jit caches it)."""
+    return CPU_PATHS and jax.default_backend() == "cpu"
+
+
+def _shifted_sum(x: Array, kernel: Array, padding: Padding) -> Array:
+    """``sum_ij xp[:, i:i+H, j:j+W, :] * k[i, j, 0]`` for a 1-channel ``x``: the direct
+    convolution written as one fused loop of multiply-adds."""
+    kh, kw = kernel.shape[:2]
+    (pt, pb), (pl, pr) = pads(padding, (kh, kw))
+    xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    h, w = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
+    taps = [xp[:, i : i + h, j : j + w, :] * kernel[i, j, 0] for i in range(kh) for j in range(kw)]
+    return functools.reduce(jnp.add, taps)
+
+
+def _forward(x: Array, kernel: Array, padding: Padding) -> Array:
+    if not (_fast() and kernel.shape[2] == 1 and x.shape[0] >= 2):
+        return reference(x, kernel, padding)
+    # Two halves in a fori_loop: the loop boundary makes XLA store the result (module doc).
+    n = x.shape[0]
+    half = -(-n // 2)
+    xs = jnp.pad(x, ((0, 2 * half - n),) + ((0, 0),) * 3)
+    out = jax.eval_shape(functools.partial(_shifted_sum, padding=padding), xs, kernel)
+    out = jnp.zeros(out.shape, out.dtype)
+
+    def body(i, out):
+        part = _shifted_sum(lax.dynamic_slice_in_dim(xs, i * half, half), kernel, padding)
+        return lax.dynamic_update_slice_in_dim(out, part, i * half, 0)
+
+    return lax.fori_loop(0, 2, body, out)[:n]
+
+
+def input_gradient(g: Array, kernel: Array, padding: Padding, in_hw: tuple[int, int]) -> Array:
+    """``col2im``: the gradient of ``conv(x, kernel)`` with respect to ``x`` for the output
+    cotangent ``g``. ``cols[n, h, w, i, j, c] = sum_o g[n, h, w, o] k[i, j, c, o]`` is one
+    matrix product; input pixel ``(h + i - top, w + j - left)`` receives ``cols[.., i, j, .]``,
+    so the gradient is a sum of ``kh * kw`` padded slices of ``cols``."""
+    kh, kw, cin, cout = kernel.shape
+    n, ho, wo, _ = g.shape
+    (pt, pb), (pl, pr) = pads(padding, (kh, kw))
+    hp, wp = in_hw[0] + pt + pb, in_hw[1] + pl + pr
+    cols = g.reshape(-1, cout) @ kernel.reshape(-1, cout).T
+    cols = cols.reshape(n, ho, wo, kh, kw, cin)
+    taps = [
+        jnp.pad(cols[:, :, :, i, j, :], ((0, 0), (i, hp - ho - i), (j, wp - wo - j), (0, 0)))
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    return functools.reduce(jnp.add, taps)[:, pt : pt + in_hw[0], pl : pl + in_hw[1], :]
+
+
+def _input_term(dx: Array, kernel: Array, padding: Padding, out_shape: tuple[int, ...]) -> Array:
+    """``conv(dx, kernel)``, linear in ``dx``. On CPU with few input channels it is written
+    as the transpose of :func:`input_gradient`, so that reverse mode runs col2im."""
+    if not (_fast() and kernel.shape[2] <= SMALL_CIN):
+        return reference(dx, kernel, padding)
+    grad = functools.partial(input_gradient, kernel=kernel, padding=padding, in_hw=dx.shape[1:3])
+    cotangent = jax.ShapeDtypeStruct(out_shape, jnp.result_type(dx, kernel))
+    return jax.linear_transpose(grad, cotangent)(dx)[0]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def conv2d(x: Array, kernel: Array, padding: Padding = "SAME") -> Array:
+    """``lax.conv_general_dilated(x, kernel, (1, 1), padding)`` for NHWC ``x`` and HWIO
+    ``kernel``, with the CPU paths of the module doc. ``padding``: "SAME", "VALID" or
+    ``((top, bottom), (left, right))``."""
+    return _forward(x, kernel, padding)
+
+
+@functools.partial(conv2d.defjvp, symbolic_zeros=True)
+def _conv2d_jvp(padding, primals, tangents):
+    x, kernel = primals
+    dx, dkernel = tangents
+    out = _forward(x, kernel, padding)
+    tangent = jnp.zeros_like(out)
+    if not isinstance(dx, SymbolicZero):
+        tangent = tangent + _input_term(dx, kernel, padding, out.shape)
+    if not isinstance(dkernel, SymbolicZero):
+        tangent = tangent + reference(x, dkernel, padding)
+    return out, tangent
+
+
+class Conv(nn.Module):
+    """``nn.Conv`` (stride 1, NHWC) computed by :func:`conv2d`: same parameter names,
+    shapes and initializers (``kernel``: LeCun normal, ``bias``: zeros), so the same key
+    gives the same parameters as ``nn.Conv(features, (kh, kw), padding=padding)``."""
+
+    features: int
+    kernel_size: tuple[int, int]
+    padding: Padding = "SAME"
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        shape = (*self.kernel_size, x.shape[-1], self.features)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        return conv2d(x, kernel, self.padding) + bias

@@ -1,0 +1,153 @@
+"""nets.conv: the CPU paths compute XLA's convolution and all its derivatives.
+
+Oracle: ``lax.conv_general_dilated`` (``conv.reference``) and autodiff through it, in
+float64, on shapes that take each path (1 input channel: shifted-sum forward; <= SMALL_CIN
+input channels: col2im input gradient; more: XLA) with SAME, VALID, explicit and
+even-sized padding, odd batches and a batch of 1.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nets import conv
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", old)
+
+
+# (batch, height, width, cin, cout, kh, kw, padding)
+SHAPES = [
+    (3, 9, 10, 1, 4, 5, 5, "SAME"),  # LeNet conv1-like, odd batch
+    (1, 8, 8, 1, 2, 3, 3, "VALID"),  # batch 1 (forward stays XLA's)
+    (4, 10, 7, 3, 5, 4, 2, "SAME"),  # even kernel: asymmetric SAME padding
+    (2, 7, 8, 6, 16, 5, 5, "VALID"),  # LeNet conv2-like
+    (2, 7, 7, 1, 3, 3, 3, ((1, 2), (0, 1))),  # explicit padding
+    (2, 6, 6, 12, 3, 3, 3, "SAME"),  # more than SMALL_CIN input channels: XLA throughout
+]
+
+
+def _data(shape, seed=0):
+    n, h, w, cin, cout, kh, kw, padding = shape
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.normal(size=(n, h, w, cin)))
+    k = jnp.asarray(rng.normal(size=(kh, kw, cin, cout)))
+    return x, k, padding
+
+
+def _close(a, b):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_value_and_derivatives_equal_xla(shape):
+    x, k, padding = _data(shape)
+
+    def ours(x, k):
+        return conv.conv2d(x, k, padding)
+
+    def ref(x, k):
+        return conv.reference(x, k, padding)
+
+    def loss(f):
+        return lambda x, k: jnp.sum(jnp.sin(f(x, k)))
+
+    _close(ours(x, k), ref(x, k))
+    _close(jax.grad(loss(ours), (0, 1))(x, k), jax.grad(loss(ref), (0, 1))(x, k))
+    tangents = (0.3 * x[::-1], 0.7 * k[::-1])
+    _close(jax.jvp(ours, (x, k), tangents), jax.jvp(ref, (x, k), tangents))
+    # Hessian-vector product (forward over reverse) and reverse over reverse.
+    _close(jax.jvp(jax.grad(loss(ours)), (x, k), tangents)[1],
+           jax.jvp(jax.grad(loss(ref)), (x, k), tangents)[1])
+
+    def grad_norm(f):
+        return lambda x: jnp.sum(jax.grad(loss(f))(x, k) ** 2)
+
+    _close(jax.grad(grad_norm(ours))(x), jax.grad(grad_norm(ref))(x))
+
+
+@pytest.mark.parametrize("shape", SHAPES[:4], ids=str)
+def test_vmapped_over_kernels_and_jacobians(shape):
+    """Stacked models (vmap over kernels) and per-example Jacobians (jacrev, jacfwd)."""
+    x, k, padding = _data(shape, seed=1)
+    ks = jnp.stack([k, -2 * k, 0.5 * k])
+
+    def grads(f):
+        return jax.vmap(lambda kk: jax.grad(lambda x, kk: jnp.sum(f(x, kk, padding) ** 3),
+                                            (0, 1))(x, kk))(ks)
+
+    _close(grads(conv.conv2d), grads(conv.reference))
+    one = x[:1]
+    for jac in (jax.jacrev, jax.jacfwd):
+        _close(jac(lambda v: conv.conv2d(v, k, padding))(one),
+               jac(lambda v: conv.reference(v, k, padding))(one))
+
+
+def _primitives(jaxpr) -> set[str]:
+    """Every primitive in a jaxpr, inner jaxprs (loops, custom rules, jits) included."""
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for param in eqn.params.values():
+            for inner in param if isinstance(param, tuple) else (param,):
+                inner = getattr(inner, "jaxpr", inner)  # ClosedJaxpr -> Jaxpr
+                if hasattr(inner, "eqns"):
+                    names |= _primitives(inner)
+    return names
+
+
+def test_cpu_paths_avoid_xla_convolution_where_they_apply():
+    """On CPU the conv1-like forward and the input gradient contain no XLA convolution;
+    with CPU_PATHS off (or more input channels) they do. The benchmarks time the gain."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the CPU paths are only taken on the CPU backend")
+    x, k, padding = _data(SHAPES[0])
+    forward = jax.make_jaxpr(lambda x: conv.conv2d(x, k, padding))(x).jaxpr
+    input_grad = jax.make_jaxpr(jax.grad(lambda x: conv.conv2d(x, k, padding).sum()))(x).jaxpr
+    kernel_grad = jax.make_jaxpr(jax.grad(lambda k: conv.conv2d(x, k, padding).sum()))(k).jaxpr
+    assert "conv_general_dilated" not in _primitives(forward)
+    assert "conv_general_dilated" not in _primitives(input_grad)
+    assert "conv_general_dilated" in _primitives(kernel_grad)  # XLA's kernel gradient
+
+    wide_x, wide_k, _ = _data(SHAPES[-1])
+    wide = jax.make_jaxpr(jax.grad(lambda x: conv.conv2d(x, wide_k, "SAME").sum()))(wide_x)
+    assert "conv_general_dilated" in _primitives(wide.jaxpr)
+
+    old = conv.CPU_PATHS
+    try:
+        conv.CPU_PATHS = False
+        off = jax.make_jaxpr(lambda x: conv.conv2d(x, k, padding) + 0.0)(x).jaxpr
+        assert "conv_general_dilated" in _primitives(off)
+    finally:
+        conv.CPU_PATHS = old
+
+
+def test_conv_module_matches_flax_conv():
+    """Same parameters from the same key, same outputs, as nn.Conv (float32)."""
+    jax.config.update("jax_enable_x64", False)
+    x = jax.random.uniform(jax.random.PRNGKey(0), (5, 12, 12, 1))
+    for padding in ("SAME", "VALID"):
+        ours = conv.Conv(6, (5, 5), padding)
+        flax_conv = nn.Conv(6, (5, 5), padding=padding)
+        p_ours = ours.init(jax.random.PRNGKey(3), x)
+        p_flax = flax_conv.init(jax.random.PRNGKey(3), x)
+        _close(p_ours, p_flax)
+        p_flax["params"]["bias"] = p_flax["params"]["bias"] + 0.1
+        np.testing.assert_allclose(ours.apply(p_flax, x), flax_conv.apply(p_flax, x),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_pads_follow_xla():
+    """SAME pads (k-1)//2 before and k//2 after, as XLA does (worked out by hand)."""
+    assert conv.pads("SAME", (5, 5)) == ((2, 2), (2, 2))
+    assert conv.pads("SAME", (4, 2)) == ((1, 2), (0, 1))
+    assert conv.pads("VALID", (3, 3)) == ((0, 0), (0, 0))
+    assert conv.pads(((1, 2), (0, 3)), (3, 3)) == ((1, 2), (0, 3))
