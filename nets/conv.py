@@ -1,29 +1,34 @@
 """2-D convolution (NHWC input, HWIO kernel, stride 1) with faster CPU paths.
 
 ``conv2d(x, kernel, padding)`` computes exactly ``lax.conv_general_dilated``; on the CPU
-backend two of its parts take a different route, because XLA:CPU's convolution kernel is
-slow when a convolution has few channels on one side (LeNet's ``conv1`` has 1 input
-channel, and the input gradient of ``conv2`` produces 6). Measured on 2 cores, batch 128
-(``python benchmarks/train.py --ablate`` shows the effect on a whole training step):
+backend three of its parts take a different route, because XLA:CPU's convolution kernel
+is slow when a convolution has few channels on one side (LeNet's ``conv1`` has 1 input
+channel, and the input gradient of ``conv2`` produces 6) and when its dimension numbers
+are not the standard NHWC/HWIO ones (autodiff's kernel gradient). Per-op times below:
+2 cores, batch 128, XLA's vs ours (``python benchmarks/train.py --ablate`` shows the
+effect on a whole training step, rows B, M, H, N):
 
 * **forward with 1 input channel** (``conv1``): a sum of ``kh * kw`` shifted, scaled
   copies of the input, ``y = sum_ij x[., h+i, w+j] * k[i, j]``: one fused loop instead of
-  XLA's convolution (0.4 ms vs 2.4 ms). It runs inside a 2-iteration ``fori_loop`` over
+  XLA's convolution (2.4 ms vs 0.6 ms). It runs inside a 2-iteration ``fori_loop`` over
   halves of the batch, only so that XLA keeps its result in memory: outside a loop, XLA
   fuses this cheap-looking sum into every consumer (the ReLU, the pool and their
   gradients) and recomputes it several times, which made the train step slower.
 * **input gradient with at most ``SMALL_CIN`` input channels**: ``col2im``. One matrix
   product ``cols = g @ K^T`` gives, for every output pixel, the ``kh * kw * cin``
   contributions it makes to the input, and a fused sum of ``kh * kw`` shifted (padded)
-  slices of ``cols`` adds them up (conv1: 0.7 ms vs 6 ms; conv2: 1.1 ms vs 1.8 ms).
+  slices of ``cols`` adds them up (conv1: 4.1 ms vs 1.2 ms; conv2: 1.8 ms vs 1.1 ms).
+* **kernel gradient**: one standard-form convolution with the input channels as the
+  batch (conv1: 0.77 ms vs 0.57 ms; inside a ``lax.scan`` training epoch it avoids a path
+  several times slower, 49 ms vs 7 ms per step).
 
 The function is a ``jax.custom_jvp``, so forward mode (``jax.jvp``, ``jacfwd``), reverse
-mode and higher derivatives all work. Its tangent is
-``t = conv(dx, k) + conv(x, dk)``; the ``dx`` term is written as the linear transpose of
-the ``col2im`` input gradient, so that reverse mode (which transposes the tangent) runs
-``col2im`` itself, while the ``dk`` term is XLA's convolution (its transpose, the kernel
-gradient, is fast). Other backends (GPU, TPU) and other shapes use
-``lax.conv_general_dilated`` unchanged.
+mode and higher derivatives all work. Its tangent is ``t = conv(dx, k) + conv(x, dk)``;
+each term is written as the linear transpose of the matching gradient above, so reverse
+mode (which transposes the tangent) runs ``col2im`` and the standard-form kernel gradient
+themselves. Other backends (GPU, TPU) and larger input-channel counts use
+``lax.conv_general_dilated`` unchanged. ``CPU_PATHS = False`` turns the CPU paths off
+for functions traced afterwards (jit caches what it traced).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ Padding = str | Sequence[tuple[int, int]]
 
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 SMALL_CIN = 8  # col2im input gradient up to this many input channels (see module doc)
-CPU_PATHS = True  # False: XLA's convolution everywhere (benchmarks/train.py --ablate)
+CPU_PATHS = True  # False: XLA's convolution everywhere, for functions traced afterwards
 
 
 def reference(x: Array, kernel: Array, padding: Padding) -> Array:
@@ -58,7 +63,7 @@ def pads(padding: Padding, kernel_hw: tuple[int, int]) -> tuple[tuple[int, int],
 
 
 def _fast() -> bool:
-    """Whether to take the CPU paths; read when a function is traced (jit caches it)."""
+    """Whether to take the CPU paths; read when a function is traced."""
     return CPU_PATHS and jax.default_backend() == "cpu"
 
 
@@ -119,6 +124,26 @@ def _input_term(dx: Array, kernel: Array, padding: Padding, out_shape: tuple[int
     return jax.linear_transpose(grad, cotangent)(dx)[0]
 
 
+def kernel_gradient(x: Array, g: Array, padding: Padding, kernel_hw: tuple[int, int]) -> Array:
+    """The gradient of ``conv(x, kernel)`` with respect to ``kernel`` for the output
+    cotangent ``g``, ``dk[i, j, c, o] = sum_nhw xp[n, h+i, w+j, c] g[n, h, w, o]``, as one
+    convolution in the standard NHWC/HWIO form: the input channels act as the batch and
+    the batch as the contracted feature. (Autodiff's transpose of the convolution uses
+    other dimension numbers, which XLA:CPU runs slower, most of all inside loops.)"""
+    dk = reference(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), pads(padding, kernel_hw))
+    return dk.transpose(1, 2, 0, 3)
+
+
+def _kernel_term(x: Array, dkernel: Array, padding: Padding, out_shape: tuple[int, ...]) -> Array:
+    """``conv(x, dkernel)``, linear in ``dkernel``; on CPU the transpose of
+    :func:`kernel_gradient`, so that reverse mode runs it."""
+    if not _fast():
+        return reference(x, dkernel, padding)
+    grad = functools.partial(kernel_gradient, x, padding=padding, kernel_hw=dkernel.shape[:2])
+    cotangent = jax.ShapeDtypeStruct(out_shape, jnp.result_type(x, dkernel))
+    return jax.linear_transpose(grad, cotangent)(dkernel)[0]
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def conv2d(x: Array, kernel: Array, padding: Padding = "SAME") -> Array:
     """``lax.conv_general_dilated(x, kernel, (1, 1), padding)`` for NHWC ``x`` and HWIO
@@ -136,7 +161,7 @@ def _conv2d_jvp(padding, primals, tangents):
     if not isinstance(dx, SymbolicZero):
         tangent = tangent + _input_term(dx, kernel, padding, out.shape)
     if not isinstance(dkernel, SymbolicZero):
-        tangent = tangent + reference(x, dkernel, padding)
+        tangent = tangent + _kernel_term(x, dkernel, padding, out.shape)
     return out, tangent
 
 
