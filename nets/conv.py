@@ -29,6 +29,11 @@ mode (which transposes the tangent) runs ``col2im`` and the standard-form kernel
 themselves. Other backends (GPU, TPU) and larger input-channel counts use
 ``lax.conv_general_dilated`` unchanged. ``CPU_PATHS = False`` turns the CPU paths off
 for functions traced afterwards (jit caches what it traced).
+
+Known limit: iterate with ``lax.fori_loop`` / ``lax.scan``, not a Python loop unrolled
+inside one jit. Unrolled, XLA fuses across iterations and copies every ``col2im`` slice
+to its own buffer: PGD-40 on 1,000 LeNet-5 inputs took 26 s unrolled vs 1.2 s rolled
+(``attacks.gradient`` uses the rolled loop; XLA's own convolution took ~4 s unrolled).
 """
 
 from __future__ import annotations
