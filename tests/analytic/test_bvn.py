@@ -10,13 +10,7 @@ from scipy import stats
 
 from analytic.bvn import bvn_cdf, bvn_upper
 
-
-@pytest.fixture(autouse=True, scope="module")
-def x64():
-    old = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", old)
+pytestmark = pytest.mark.usefixtures("enable_x64")
 
 
 def scipy_phi2(h: float, k: float, rho: float) -> float:

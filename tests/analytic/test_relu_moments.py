@@ -18,12 +18,7 @@ second1 = jax.jit(relu.relu_second_moment)
 var1 = jax.jit(relu.relu_variance)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def x64():
-    old = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", old)
+pytestmark = pytest.mark.usefixtures("enable_x64")
 
 
 T = 11.0  # the standard normal mass beyond +-11 is < 1e-27: finite limits keep QUADPACK robust

@@ -14,13 +14,7 @@ import pytest
 
 from nets import conv
 
-
-@pytest.fixture(autouse=True)
-def x64():
-    old = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", old)
+pytestmark = pytest.mark.usefixtures("enable_x64")
 
 
 # (batch, height, width, cin, cout, kh, kw, padding)
@@ -130,16 +124,19 @@ def test_cpu_paths_avoid_xla_convolution_where_they_apply():
 def test_conv_module_matches_flax_conv():
     """Same parameters from the same key, same outputs, as nn.Conv (float32)."""
     jax.config.update("jax_enable_x64", False)
-    x = jax.random.uniform(jax.random.PRNGKey(0), (5, 12, 12, 1))
-    for padding in ("SAME", "VALID"):
-        ours = conv.Conv(6, (5, 5), padding)
-        flax_conv = nn.Conv(6, (5, 5), padding=padding)
-        p_ours = ours.init(jax.random.PRNGKey(3), x)
-        p_flax = flax_conv.init(jax.random.PRNGKey(3), x)
-        _close(p_ours, p_flax)
-        p_flax["params"]["bias"] = p_flax["params"]["bias"] + 0.1
-        np.testing.assert_allclose(ours.apply(p_flax, x), flax_conv.apply(p_flax, x),
-                                   rtol=1e-5, atol=1e-5)
+    try:
+        x = jax.random.uniform(jax.random.PRNGKey(0), (5, 12, 12, 1))
+        for padding in ("SAME", "VALID"):
+            ours = conv.Conv(6, (5, 5), padding)
+            flax_conv = nn.Conv(6, (5, 5), padding=padding)
+            p_ours = ours.init(jax.random.PRNGKey(3), x)
+            p_flax = flax_conv.init(jax.random.PRNGKey(3), x)
+            _close(p_ours, p_flax)
+            p_flax["params"]["bias"] = p_flax["params"]["bias"] + 0.1
+            np.testing.assert_allclose(ours.apply(p_flax, x), flax_conv.apply(p_flax, x),
+                                       rtol=1e-5, atol=1e-5)
+    finally:
+        jax.config.update("jax_enable_x64", True)
 
 
 def test_pads_follow_xla():
