@@ -45,9 +45,8 @@ from nets import xla
 # On CPU a batch is attacked CPU_CHUNK examples per call (one compiled program, the last
 # chunk padded): the activations of 128 LeNet-5 inputs stay in cache, those of 1,000 do
 # not (PGD-40 on 1,000 inputs, 2 cores: 1.49 s whole, 1.24 s in chunks of 256, 1.11 s in
-# chunks of 128). Other
-# backends take the whole batch at once. Results do not depend on the chunking: the
-# random starts are drawn for the whole batch first.
+# chunks of 128). Other backends take the whole batch at once. Results do not depend on
+# the chunking: the random starts are drawn for the whole batch first.
 CPU_CHUNK = 128
 
 @functools.partial(xla.jit, static_argnames=("steps", "norm", "targeted", "bounds", "restarts",

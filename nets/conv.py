@@ -119,14 +119,11 @@ def input_gradient(g: Array, kernel: Array, padding: Padding, in_hw: tuple[int, 
     return functools.reduce(jnp.add, taps)[:, pt : pt + in_hw[0], pl : pl + in_hw[1], :]
 
 
-def _input_term(dx: Array, kernel: Array, padding: Padding, out_shape: tuple[int, ...]) -> Array:
-    """``conv(dx, kernel)``, linear in ``dx``. On CPU with few input channels it is written
-    as the transpose of :func:`input_gradient`, so that reverse mode runs col2im."""
-    if not (_fast() and kernel.shape[2] <= SMALL_CIN):
-        return reference(dx, kernel, padding)
-    grad = functools.partial(input_gradient, kernel=kernel, padding=padding, in_hw=dx.shape[1:3])
-    cotangent = jax.ShapeDtypeStruct(out_shape, jnp.result_type(dx, kernel))
-    return jax.linear_transpose(grad, cotangent)(dx)[0]
+def _transposed(gradient, tangent: Array, out: jax.ShapeDtypeStruct) -> Array:
+    """The linear map whose transpose is ``gradient`` (output cotangent -> cotangent of
+    ``tangent``), applied to ``tangent``. Reverse mode transposes it back, so it runs
+    ``gradient`` itself; forward mode runs its transpose, which is also exact."""
+    return jax.linear_transpose(gradient, out)(tangent)[0]
 
 
 def kernel_gradient(x: Array, g: Array, padding: Padding, kernel_hw: tuple[int, int]) -> Array:
@@ -139,14 +136,20 @@ def kernel_gradient(x: Array, g: Array, padding: Padding, kernel_hw: tuple[int, 
     return dk.transpose(1, 2, 0, 3)
 
 
-def _kernel_term(x: Array, dkernel: Array, padding: Padding, out_shape: tuple[int, ...]) -> Array:
-    """``conv(x, dkernel)``, linear in ``dkernel``; on CPU the transpose of
-    :func:`kernel_gradient`, so that reverse mode runs it."""
+def _input_term(dx: Array, kernel: Array, padding: Padding, out: jax.ShapeDtypeStruct) -> Array:
+    """``conv(dx, kernel)``; on CPU with few input channels, via col2im's transpose."""
+    if not (_fast() and kernel.shape[2] <= SMALL_CIN):
+        return reference(dx, kernel, padding)
+    grad = functools.partial(input_gradient, kernel=kernel, padding=padding, in_hw=dx.shape[1:3])
+    return _transposed(grad, dx, out)
+
+
+def _kernel_term(x: Array, dkernel: Array, padding: Padding, out: jax.ShapeDtypeStruct) -> Array:
+    """``conv(x, dkernel)``; on CPU via the standard-form kernel gradient's transpose."""
     if not _fast():
         return reference(x, dkernel, padding)
     grad = functools.partial(kernel_gradient, x, padding=padding, kernel_hw=dkernel.shape[:2])
-    cotangent = jax.ShapeDtypeStruct(out_shape, jnp.result_type(x, dkernel))
-    return jax.linear_transpose(grad, cotangent)(dkernel)[0]
+    return _transposed(grad, dkernel, out)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -162,11 +165,12 @@ def _conv2d_jvp(padding, primals, tangents):
     x, kernel = primals
     dx, dkernel = tangents
     out = _forward(x, kernel, padding)
+    shape = jax.ShapeDtypeStruct(out.shape, out.dtype)
     tangent = jnp.zeros_like(out)
     if not isinstance(dx, SymbolicZero):
-        tangent = tangent + _input_term(dx, kernel, padding, out.shape)
+        tangent = tangent + _input_term(dx, kernel, padding, shape)
     if not isinstance(dkernel, SymbolicZero):
-        tangent = tangent + _kernel_term(x, dkernel, padding, out.shape)
+        tangent = tangent + _kernel_term(x, dkernel, padding, shape)
     return out, tangent
 
 
