@@ -34,13 +34,13 @@ sys.path.insert(0, str(ROOT))
 import jax
 import jax.numpy as jnp
 import numpy as np
+from analytic.study import sym_rel_error
 
 from analytic import linearize as lin_lib
 from analytic import montecarlo
 from analytic.moments import METHODS, batched_moments
-from analytic.study import sym_rel_error
-from nets import experiment
-from nets.report import RunDir
+from experiments.rundir import RunDir
+from experiments.train import protocol as experiment
 from nets.train import select
 
 

@@ -53,7 +53,7 @@ def main(argv=None) -> None:
 
     tr, te = data.load("digits", "train"), data.load("digits", "test")
     net = models.lenet5()
-    states, _ = train.fit(net, tr, te, train.TrainSpec(epochs=5), progress=False)
+    states, _ = train.fit(net, tr, te, train.TrainSpec(epochs=5))
     params = train.select(states, 0)["params"]
     x_np = np.concatenate([te.images, tr.images])[: args.images]
     y_np = np.concatenate([te.labels, tr.labels])[: args.images]

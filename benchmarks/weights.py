@@ -94,7 +94,7 @@ def main() -> None:
 
     tr, te = data.load("digits", "train"), data.load("digits", "test")
     net = models.lenet5()
-    states, _ = train.fit(net, tr, te, train.TrainSpec(epochs=args.epochs), progress=False)
+    states, _ = train.fit(net, tr, te, train.TrainSpec(epochs=args.epochs))
     params = train.select(states, 0)["params"]
     x, y = jnp.asarray(te.images), jnp.asarray(te.labels)
     ps, key, layers = S.P_GRID, jax.random.PRNGKey(0), S.layer_targets(net)

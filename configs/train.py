@@ -1,13 +1,8 @@
-"""Train LeNet-5 on the bundled digits data (about a minute on a 2-core CPU)."""
+"""Train LeNet-5 on the bundled digits data, 3 seeds in one vmapped run (about a minute
+on a 2-core CPU). Every other key keeps the ``train`` task's default."""
 
-from nets import experiment
+import ml_collections
 
 
 def get_config():
-    config = experiment.defaults()
-    config.model.name = "lenet5"
-    config.data.name = "digits"
-    config.train.epochs = 15
-    config.train.batch_size = 64
-    config.train.learning_rate = 1e-3
-    return config
+    return ml_collections.ConfigDict({"task": "train"})

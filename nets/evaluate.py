@@ -12,20 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nets.batching import chunked
 from nets.data import Dataset
 from nets.distributed import fetch
 from nets.models import Net
 
 Array = jax.Array
-
-
-def chunked(fn, x: Array, chunk: int) -> Array:
-    """``fn`` applied to ``x`` in chunks of ``chunk`` rows (zero-padded), concatenated."""
-    n = x.shape[0]
-    pad = (-n) % chunk
-    xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-    out = jax.lax.map(fn, xp.reshape(-1, chunk, *x.shape[1:]))
-    return jax.tree.map(lambda o: o.reshape(-1, *o.shape[2:])[:n], out)
 
 
 @functools.partial(jax.jit, static_argnames=("net", "chunk"))

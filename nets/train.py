@@ -30,7 +30,6 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-from tqdm.auto import tqdm
 
 from nets.checkpoint import Checkpointer
 from nets.data import Dataset
@@ -277,7 +276,6 @@ def fit(
     checkpoint_dir: str | None = None,
     log: Callable[[dict], None] | None = None,
     on_epoch: Callable[[int, State], dict | None] | None = None,
-    progress: bool = True,
 ) -> tuple[State, list[dict]]:
     """Train ``len(seeds)`` models side by side; returns (stacked states, history).
 
@@ -313,7 +311,6 @@ def fit(
 
     epoch_fn = make_epoch_fn(net, optimizer, spec.batch_size, regularizer, spec.loop)
     states, (images, labels) = shard_models(states, (train.images, train.labels))
-    bar = tqdm(total=spec.epochs, initial=start, desc="train", unit="epoch", disable=not progress)
     for epoch in range(start, spec.epochs):
         states, metrics = epoch_fn(states, images, labels, epoch)
         metrics = fetch(metrics)
@@ -332,10 +329,6 @@ def fit(
         log(record)
         if ckpt is not None and (last_epoch or (epoch + 1) % spec.checkpoint_every == 0):
             ckpt.save(epoch, states, history)
-        bar.set_postfix(loss=f"{np.mean(record['train_loss']):.4f}",
-                        acc=f"{np.mean(record.get('test_accuracy', np.nan)):.4f}")
-        bar.update(1)
-    bar.close()
     if ckpt is not None:
         ckpt.close()
     return states, history

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from study.cli import main
+from experiments.cli import main
 
 if __name__ == "__main__":
     main()

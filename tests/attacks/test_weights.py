@@ -21,9 +21,9 @@ from scipy import stats
 
 from attacks import weights as W
 from attacks import weights_sweep as S
+from experiments import cli
 from nets import data, models
 from nets import train as train_lib
-from study import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = jax.random.PRNGKey(0)

@@ -20,8 +20,7 @@ SCRIPT = textwrap.dedent("""
     tr = data.Dataset(full.images[:256], full.labels[:256], 10)
     spec = train.TrainSpec(epochs=2, batch_size=32, learning_rate=3e-3)
     states, hist = train.fit(models.lenet5(), tr, None, spec, seeds=(0, 1, 0, 1),
-                             hparams={"learning_rate": [1e-3, 1e-3, 3e-3, 3e-3]},
-                             progress=False)
+                             hparams={"learning_rate": [1e-3, 1e-3, 3e-3, 3e-3]})
     kernel = states["params"]["conv1"]["kernel"]
     print(json.dumps({"devices": len(jax.devices()),
                       "shards": len(kernel.sharding.device_set),

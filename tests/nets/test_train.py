@@ -25,9 +25,9 @@ def net():
 def test_vmapped_seeds_equal_separate_runs(small, net):
     # Equal up to float32 rounding: XLA batches the S models' convolutions as one grouped
     # convolution, which sums in another order; 16 Adam steps keep that below 1e-4.
-    together, _ = train.fit(net, *small, SPEC, seeds=(0, 1, 2), progress=False)
+    together, _ = train.fit(net, *small, SPEC, seeds=(0, 1, 2))
     for i, seed in enumerate((0, 1, 2)):
-        alone, _ = train.fit(net, *small, SPEC, seeds=(seed,), progress=False)
+        alone, _ = train.fit(net, *small, SPEC, seeds=(seed,))
         chex.assert_trees_all_close(train.select(together, i)["params"],
                                     train.select(alone, 0)["params"], rtol=1e-3, atol=1e-4)
     # and different seeds really are different models
@@ -40,24 +40,23 @@ def test_vmapped_learning_rate_sweep_equals_separate_runs(small, net):
     # so models with different learning rates share one compiled step.
     spec = train.TrainSpec(epochs=1, batch_size=32, optimizer="momentum", momentum=0.8)
     lrs, momenta = [1e-3, 3e-2], [0.8, 0.5]
-    together, _ = train.fit(net, small[0], None, spec, seeds=(0, 0), progress=False,
+    together, _ = train.fit(net, small[0], None, spec, seeds=(0, 0),
                             hparams={"learning_rate": lrs, "momentum": momenta})
     for i, (lr, mom) in enumerate(zip(lrs, momenta)):
         alone, _ = train.fit(net, small[0], None, train.TrainSpec(
             epochs=1, batch_size=32, optimizer="momentum", learning_rate=lr, momentum=mom),
-            seeds=(0,), progress=False)
+            seeds=(0,))
         chex.assert_trees_all_close(train.select(together, i)["params"],
                                     train.select(alone, 0)["params"], rtol=1e-3, atol=1e-5)
     p = together["params"]["fc3"]["kernel"]
     assert not np.allclose(p[0], p[1])  # the learning rate really differed
     with pytest.raises(ValueError, match="no hyperparameter"):
-        train.fit(net, small[0], None, spec, seeds=(0,), hparams={"weight_decay": [0.1]},
-                  progress=False)
+        train.fit(net, small[0], None, spec, seeds=(0,), hparams={"weight_decay": [0.1]})
 
 
 def test_resume_equals_uninterrupted(small, net, tmp_path):
     spec = train.TrainSpec(epochs=3, batch_size=32, learning_rate=3e-3)
-    straight, hist_straight = train.fit(net, *small, spec, seeds=(0, 1), progress=False)
+    straight, hist_straight = train.fit(net, *small, spec, seeds=(0, 1))
 
     def interrupt(epoch, states):
         if epoch == 1:
@@ -65,16 +64,15 @@ def test_resume_equals_uninterrupted(small, net, tmp_path):
 
     ckpt = str(tmp_path / "ckpt")
     with pytest.raises(KeyboardInterrupt):
-        train.fit(net, *small, spec, seeds=(0, 1), checkpoint_dir=ckpt, on_epoch=interrupt,
-                  progress=False)
+        train.fit(net, *small, spec, seeds=(0, 1), checkpoint_dir=ckpt, on_epoch=interrupt)
     logged = []
     resumed, hist = train.fit(net, *small, spec, seeds=(0, 1), checkpoint_dir=ckpt,
-                              log=logged.append, progress=False)
+                              log=logged.append)
     chex.assert_trees_all_equal(resumed, straight)
     assert [r["epoch"] for r in logged] == [0, 1, 2]  # restored epoch 0 re-logged first
     np.testing.assert_allclose(hist[-1]["train_loss"], hist_straight[-1]["train_loss"])
     # A finished run resumes to itself without training again.
-    again, _ = train.fit(net, *small, spec, seeds=(0, 1), checkpoint_dir=ckpt, progress=False)
+    again, _ = train.fit(net, *small, spec, seeds=(0, 1), checkpoint_dir=ckpt)
     chex.assert_trees_all_equal(again, straight)
 
 
@@ -83,13 +81,13 @@ def test_non_finite_loss_stops_with_the_step_named(small, net, tmp_path):
     images[:] = np.nan
     bad = Dataset(images, small[0].labels, 10)
     with pytest.raises(train.NonFiniteLossError, match=r"non-finite loss nan at step 0 \(epoch 0, batch 0\)"):
-        train.fit(net, bad, None, SPEC, progress=False, checkpoint_dir=str(tmp_path / "c"))
+        train.fit(net, bad, None, SPEC, checkpoint_dir=str(tmp_path / "c"))
 
 
 def test_divergence_names_the_first_bad_step(small, net):
     spec = train.TrainSpec(epochs=3, batch_size=32, optimizer="sgd", learning_rate=1e6)
     with pytest.raises(train.NonFiniteLossError) as info:
-        train.fit(net, *small, spec, progress=False)
+        train.fit(net, *small, spec)
     # Rerun the same steps by hand and find the first non-finite loss independently.
     optimizer = train.make_optimizer(spec)
     state = train.init_states(net, optimizer, (0,), (28, 28, 1))
@@ -116,9 +114,9 @@ def test_epoch_function_compiles_once(small, net):
 
 
 def test_scan_epoch_equals_the_step_loop(small, net):
-    loop, _ = train.fit(net, *small, SPEC, seeds=(0, 1), progress=False)
+    loop, _ = train.fit(net, *small, SPEC, seeds=(0, 1))
     scan_spec = train.TrainSpec(epochs=2, batch_size=32, learning_rate=3e-3, loop="scan")
-    scan, _ = train.fit(net, *small, scan_spec, seeds=(0, 1), progress=False)
+    scan, _ = train.fit(net, *small, scan_spec, seeds=(0, 1))
     chex.assert_trees_all_close(scan["params"], loop["params"], rtol=1e-4, atol=1e-5)
 
 
@@ -127,7 +125,7 @@ def test_training_learns_and_the_regularizer_enters_the_loss(small, net):
         return sum(jnp.sum(w**2) for w in jax.tree.leaves(params))
 
     states, hist = train.fit(net, *small, SPEC, seeds=(0, 0), reg_weights=(0.0, 1e-2),
-                             regularizer=l2, progress=False)
+                             regularizer=l2)
     assert hist[-1]["train_loss"][0] < hist[0]["train_loss"][0]
     norms = [float(l2(train.select(states, i)["params"])) for i in range(2)]
     assert norms[1] < norms[0]  # same seed, only the penalty differs
@@ -136,8 +134,8 @@ def test_training_learns_and_the_regularizer_enters_the_loss(small, net):
 
 def test_bad_arguments_are_clear_errors(small, net):
     with pytest.raises(ValueError, match="fewer than one batch"):
-        train.fit(net, small[0], None, train.TrainSpec(batch_size=10_000), progress=False)
+        train.fit(net, small[0], None, train.TrainSpec(batch_size=10_000))
     with pytest.raises(ValueError, match="unknown optimizer"):
         train.make_optimizer(train.TrainSpec(optimizer="lbfgs"))
     with pytest.raises(ValueError, match="2 seeds but 1 reg_weights"):
-        train.fit(net, *small, SPEC, seeds=(0, 1), reg_weights=(0.1,), progress=False)
+        train.fit(net, *small, SPEC, seeds=(0, 1), reg_weights=(0.1,))

@@ -1,0 +1,100 @@
+"""The run folder: config.json, metrics.jsonl, results.json, report.md, figures.
+
+With the checkpoints that ``nets.train.fit`` saves, this is the only place that writes
+files; the libraries and the lens protocols return arrays and dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import jax
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from experiments.lens import Context
+
+
+def float_key(x: float) -> str:
+    """The one way a number becomes a JSON object key: ``f"{x:g}"`` (0.1 -> "0.1",
+    1.0 -> "1", 100.0 -> "100"). Read back with the same function, never with str()."""
+    return f"{float(x):g}"
+
+
+def jsonable(x: Any) -> Any:
+    """``x`` with arrays, tuples and numpy scalars turned into JSON types; NaN and
+    infinities become None (null), so results.json is strict JSON."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray) or hasattr(x, "__array__"):
+        return jsonable(np.asarray(x).tolist())
+    if isinstance(x, (np.floating, np.integer, np.bool_)):
+        return jsonable(x.item())
+    return x
+
+
+class RunDir:
+    """One run's folder. ``metrics.jsonl`` is rewritten from the start of each run:
+    a resumed run re-logs the history restored from its checkpoint first.
+
+    ``checkpoints`` defaults to ``path/checkpoints``; a study whose parts live in
+    sub-folders points them all at one checkpoint folder so the model trains once.
+    """
+
+    def __init__(self, path: str | Path, checkpoints: str | Path | None = None):
+        self.path = Path(path)
+        self.checkpoints = str(checkpoints or self.path / "checkpoints")
+        self._metrics = self.path / "metrics.jsonl"
+        self.writes = jax.process_index() == 0  # in a multi-host run only process 0 writes
+        if self.writes:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._metrics.write_text("")
+
+    def context(self, progress: bool = True, points: list[dict] | None = None) -> Context:
+        """What a lens protocol may use of this folder: checkpoints and the metrics log."""
+        return Context(self.checkpoints, self.log, progress, points)
+
+    def write_json(self, name: str, obj: Any) -> None:
+        if self.writes:
+            (self.path / name).write_text(json.dumps(jsonable(obj), indent=2) + "\n")
+
+    def log(self, record: dict) -> None:
+        if self.writes:
+            with self._metrics.open("a") as f:
+                f.write(json.dumps(jsonable(record)) + "\n")
+
+    def figure(self, name: str, fig) -> str:
+        """Save a matplotlib figure as ``name`` (png) and return its file name."""
+        if self.writes:
+            fig.savefig(self.path / name, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        return name
+
+    def write_report(self, text: str) -> None:
+        if self.writes:
+            (self.path / "report.md").write_text(text)
+
+    def mark_done(self, record: Any, results: dict, **extra: Any) -> None:
+        """Write ``done.json``: this folder's run finished with ``record`` (its config)."""
+        self.write_json("done.json", {"record": record, "results": results, **extra})
+
+
+def finished(folder: str | Path, record: Any) -> dict | None:
+    """The results saved by :meth:`RunDir.mark_done` in ``folder`` for the same ``record``,
+    else None: a study part or sweep point that finished is reused, not run again."""
+    done = Path(folder) / "done.json"
+    if done.is_file():
+        saved = json.loads(done.read_text())
+        if saved.get("record") == jsonable(record):
+            return saved["results"]
+    return None

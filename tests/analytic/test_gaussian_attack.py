@@ -1,0 +1,75 @@
+"""attacks/gaussian.py: Gaussian attacks through the closed-form moments."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from analytic.gaussian_attack import gaussian_attack
+from nets import models
+
+SHAPE = (4, 4, 1)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    net = models.mlp(num_classes=5, hidden=(24,))
+    params = models.init_params(net, jax.random.PRNGKey(0), SHAPE)
+    params["fc1"]["bias"] = 0.2 * jax.random.normal(jax.random.PRNGKey(1), (24,))
+    x = jax.random.uniform(jax.random.PRNGKey(2), (6, *SHAPE))
+    y = net.apply({"params": params}, x).argmax(-1)  # attack the network's own predictions
+    return net, params, x, y
+
+
+@pytest.mark.parametrize("mode, targeted", [("mean", False), ("variance", False), ("both", True)])
+def test_stays_in_the_eps_ball_bounds_and_sigma(setup, mode, targeted):
+    net, params, x, y = setup
+    eps, sigma = 0.1, 0.3
+    target = (y + 1) % 5 if targeted else None
+    res = gaussian_attack(net, params, x, y, eps=eps, sigma=sigma, steps=20, target=target,
+                          key=jax.random.PRNGKey(3), mode=mode, samples=200)
+    assert res.mean.shape == x.shape and res.std.shape == x.shape
+    assert float(jnp.abs(res.mean - x).max()) <= eps + 1e-6
+    assert float(res.mean.min()) >= 0.0 and float(res.mean.max()) <= 1.0
+    assert float(res.std.min()) >= 0.0 and float(res.std.max()) <= sigma + 1e-6
+    assert bool(((res.success_rate >= 0) & (res.success_rate <= 1)).all())
+    if mode == "mean":
+        np.testing.assert_allclose(res.std, sigma)
+    if mode == "variance":
+        np.testing.assert_array_equal(res.mean, x)
+    # the optimization ascends the closed-form objective from its starting point
+    start = gaussian_attack(net, params, x, y, eps=eps, sigma=sigma, steps=0, target=target,
+                            key=jax.random.PRNGKey(3), mode=mode, samples=200)
+    np.testing.assert_array_equal(start.mean, x)
+    assert bool((res.objective >= start.objective - 1e-5).all()), (res.objective, start.objective)
+    assert bool((res.objective > start.objective).any())
+
+
+def test_untargeted_mean_attack_fools_the_sampled_network(setup):
+    net, params, x, y = setup
+    res = gaussian_attack(net, params, x, y, eps=1.0, sigma=0.05, steps=50, lr=0.1,
+                          key=jax.random.PRNGKey(4), mode="mean", samples=200)
+    clean = gaussian_attack(net, params, x, y, eps=0.0, sigma=0.05, steps=1,
+                            key=jax.random.PRNGKey(4), mode="mean", samples=200)
+    np.testing.assert_array_equal(clean.mean, x)
+    # the closed form is exact for an Affine-ReLU-Affine net: expected-logit fooling
+    # shows up in the samples
+    fooled = res.objective > 0.5
+    assert bool(fooled.any())
+    assert float(res.success_rate[fooled].min()) > 0.5
+    assert float(res.success_rate.mean()) > float(clean.success_rate.mean())
+
+
+def test_probability_objective_and_bad_arguments(setup):
+    net, params, x, y = setup
+    res = gaussian_attack(net, params, x[:2], y[:2], eps=0.2, sigma=0.2, steps=5,
+                          target=(y[:2] + 2) % 5, key=jax.random.PRNGKey(5), mode="both",
+                          objective="probability", method="zero_mean", samples=200)
+    assert bool(jnp.isfinite(res.objective).all())
+    with pytest.raises(ValueError, match="unknown mode"):
+        gaussian_attack(net, params, x, y, eps=0.1, sigma=0.1, key=jax.random.PRNGKey(0), mode="x")
+    with pytest.raises(ValueError, match="unknown objective"):
+        gaussian_attack(net, params, x, y, eps=0.1, sigma=0.1, key=jax.random.PRNGKey(0),
+                        objective="x")
+    with pytest.raises(ValueError, match="eps >= 0"):
+        gaussian_attack(net, params, x, y, eps=-0.1, sigma=0.1, key=jax.random.PRNGKey(0))
