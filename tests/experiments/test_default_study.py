@@ -1,38 +1,53 @@
-"""The composed study end to end (two lenses, tiny settings): findings match the lenses'
-results, and a second run reuses the trained model and the finished lenses."""
+"""The composed study end to end (two lenses, tiny settings, two seeds): the findings
+table is the lenses' findings as saved in results.json, and a second run reuses the
+trained models and the finished lenses."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from experiments import cli as run_script
-from experiments import study as default
+from experiments import study
 from experiments.config import ConfigError
+from experiments.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[2]
 
-TINY = ["--config.train.epochs=2", "--config.study.parts=('attacks', 'som')",
+TINY = ["--config.train.epochs=2", "--config.train.seeds=(0,1)",
+        "--config.study.parts=('attacks', 'som')",
         "--config.attacks.images=32", "--config.attacks.names=('fgsm', 'pgd')",
         "--config.attacks.steps=2", "--config.attacks.linf_eps=(0.0, 0.1)",
         "--config.som.steps=5", "--no-progress"]
 
 
-def test_study_writes_findings_that_match_the_lens_results(tmp_path, capsys):
+def num(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def test_study_findings_table_is_built_from_results_json(tmp_path, capsys):
     out = run_script.main([f"--workdir={tmp_path}", *TINY])
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert [f["lens"] for f in saved["findings"]][:2] == ["nets", "attacks"]
-    attacks = json.loads((tmp_path / "attacks" / "results.json").read_text())
-    assert saved["parts"]["attacks"] == attacks
-    pgd = attacks["robust_accuracy"]["pgd"]["0.1"]
-    row = next(f for f in saved["findings"] if f["lens"] == "attacks")
-    assert f"PGD {pgd:.3f}" in row["measured"]
+    lenses = [f["lens"] for f in saved["findings"]]
+    assert lenses[0] == "train" and "attacks" in lenses and "som" in lenses
+    for name in ("train", "attacks", "som"):
+        part = json.loads((tmp_path / name / "results.json").read_text())
+        assert saved["parts"][name] == part
+        mine = [f for f in saved["findings"] if f["lens"] == name]
+        assert [f["estimate"] for f in mine] == [f["estimate"] for f in part["findings"]]
     report = (tmp_path / "report.md").read_text()
-    assert row["measured"] in report and "(som/report.md)" in report
+    assert report.startswith("# Uncertainty and robustness of lenet5 on digits")
     for f in saved["findings"]:
-        assert f["agrees"] in ("yes", "no", "partly")
+        assert f["verdict"] in ("yes", "no", "inconclusive")
+        assert "95% interval" in f["rule"] and f["method"]
+        # the row quotes the saved numbers: estimate [lo, hi], the rule and the verdict
+        if f["lo"] is not None and math.isfinite(f["lo"]):
+            assert f"{num(f['estimate'])} [{num(f['lo'])}, {num(f['hi'])}]" in report
+        assert f["rule"] in report and f"**{f['verdict']}**" in report
         assert (tmp_path / f["figure"]).is_file(), f["figure"]
     assert out["findings"] == saved["findings"]
+    assert "(som/report.md)" in report
     capsys.readouterr()
 
     # Again: everything is reused, nothing retrains or reruns.
@@ -43,8 +58,8 @@ def test_study_writes_findings_that_match_the_lens_results(tmp_path, capsys):
 
 
 def test_study_parts_are_checked_before_anything_runs(tmp_path):
-    config = default.defaults()
+    config = study.defaults()
     config.study.parts = ("attacks", "sam")
     with pytest.raises(ConfigError, match=r"study.parts: unknown \['sam'\]"):
-        default.run(config, run_script.RunDir(tmp_path), progress=False)
+        study.run(config, RunDir(tmp_path), progress=False)
     assert not (tmp_path / "train").exists()

