@@ -24,7 +24,7 @@ import ml_collections
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: configs/ and runs/ live here
 
 from experiments import config as config_lib
-from experiments import registry, study, sweep
+from experiments import guard, provenance, registry, study, sweep
 from experiments.rundir import RunDir
 from experiments.runner import run_lens
 from nets import distributed
@@ -46,7 +46,7 @@ def run_task(config: ml_collections.ConfigDict, run_dir: RunDir, progress: bool 
 
 
 # Errors caused by the config or the data, reported as one line instead of a traceback.
-USER_ERRORS = (config_lib.ConfigError, DatasetNotPreparedError, NonFiniteLossError)
+USER_ERRORS = (DatasetNotPreparedError, NonFiniteLossError)
 
 
 def resolve(config: ml_collections.ConfigDict, overrides: dict | None = None):
@@ -56,7 +56,7 @@ def resolve(config: ml_collections.ConfigDict, overrides: dict | None = None):
     or in an override, is a sweep axis ``{"a.b": [values]}`` (empty: a single run); the
     returned config holds the other values.
     """
-    task = config.get("task", "train")
+    task = (overrides or {}).get("task") or config.get("task", "train")
     if task != "study" and task not in registry.MODULES:
         raise config_lib.ConfigError(
             f"unknown task {task!r}; choose one of {sorted([*registry.MODULES, 'study'])}")
@@ -75,6 +75,11 @@ def main(argv: list[str] | None = None) -> dict:
                         help="config file with get_config()")
     parser.add_argument("--workdir", default=None, help="run folder (default runs/<config>)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="the run folder holds a different run: delete it and start again")
+    parser.add_argument("--resume-anyway", action="store_true",
+                        help="the run folder holds a different run: keep its checkpoints and "
+                             "finished parts, and record the new config")
     multi = parser.add_argument_group(
         "across hosts (jax.distributed; start the same command on every host, with a "
         "run folder they share)")
@@ -96,17 +101,40 @@ def main(argv: list[str] | None = None) -> dict:
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     workdir = Path(args.workdir or ROOT / "runs" / Path(args.config).stem)
-    run_dir = RunDir(workdir)
-    run_dir.write_json("config.json", config.to_dict())
-    print(f"run folder: {workdir} (process {jax.process_index()} of {jax.process_count()}, "
-          f"{jax.device_count()} {jax.default_backend()} devices)", flush=True)
-    progress = not args.no_progress and distributed.is_main()
+    full = config.to_dict()
+    for key, values in axes.items():  # the fingerprint holds the sweep's lists too
+        config_lib.set_path(full, key, values)
+    print_ = print if distributed.is_main() else (lambda *a, **k: None)
+    lock = guard.Lock(workdir)
     try:
+        if distributed.is_main():
+            new = guard.fingerprint(full, provenance.commit())
+            guard.check(workdir, new, overwrite=args.overwrite, resume_anyway=args.resume_anyway)
+            lock.acquire()
+        run_dir = RunDir(workdir)
+        run_dir.write_json("config.json", full)
+        if distributed.is_main():
+            run_dir.write_json(guard.FINGERPRINT, new)
+        print_(f"run folder: {workdir} (process {jax.process_index()} of {jax.process_count()}, "
+               f"{jax.device_count()} {jax.default_backend()} devices)", flush=True)
+        progress = not args.no_progress and distributed.is_main()
         if axes:
             results = sweep.run(config.task, run_fn, config, axes, run_dir, progress=progress)
         else:
             results = run_fn(config, run_dir, progress=progress)
+    except guard.RunFolderError as e:
+        parser.exit(2, f"error: {e}\n")
+    except config_lib.ConfigError as e:
+        parser.exit(2, f"config error: {e}\n")
     except USER_ERRORS as e:
         parser.exit(1, f"error: {e}\n")
-    print(f"report: {workdir / 'report.md'}")
+    except KeyboardInterrupt:
+        parser.exit(130, "interrupted; run the same command to resume\n")
+    except OSError as e:  # disk full, permissions: name the file
+        parser.exit(1, f"error: cannot write in {workdir}: {e.strerror or e} "
+                       f"({e.filename or workdir}); free space or fix permissions, then run the "
+                       f"same command to resume\n")
+    finally:
+        lock.release()
+    print_(f"report: {workdir / 'report.md'}")
     return results

@@ -144,6 +144,14 @@ def nest(flat: Iterable[tuple[str, Any]]) -> dict:
     return out
 
 
+def set_path(tree: dict, key: str, value: Any) -> None:
+    """Set ``tree["a"]["b"] = value`` for ``key = "a.b"`` (sections must exist)."""
+    *parents, last = key.split(".")
+    for p in parents:
+        tree = tree[p]
+    tree[last] = value
+
+
 def validate(config: ConfigDict, reference: ConfigDict) -> ConfigDict:
     """Check every key of ``config`` against ``reference`` (keys and types)."""
     return merge(reference, config.to_dict())

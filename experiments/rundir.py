@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,19 @@ def jsonable(x: Any) -> Any:
     return x
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so a crash
+    leaves either the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 class RunDir:
-    """One run's folder. ``metrics.jsonl`` is rewritten from the start of each run:
-    a resumed run re-logs the history restored from its checkpoint first.
+    """One run's folder. ``metrics.jsonl`` is rewritten from the start of each run, at
+    its first record (a resumed run re-logs the history restored from its checkpoint
+    first), so a run that fails before training leaves the old metrics as they were.
+    config.json, results.json, done.json, report.md and figures are written atomically.
 
     ``checkpoints`` defaults to ``path/checkpoints``; a study whose parts live in
     sub-folders points them all at one checkpoint folder so the model trains once.
@@ -56,9 +67,9 @@ class RunDir:
         self.checkpoints = str(checkpoints or self.path / "checkpoints")
         self._metrics = self.path / "metrics.jsonl"
         self.writes = jax.process_index() == 0  # in a multi-host run only process 0 writes
+        self._started = False  # metrics.jsonl is truncated at the first record
         if self.writes:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._metrics.write_text("")
 
     def context(self, progress: bool = True, points: list[dict] | None = None) -> Context:
         """What a lens protocol may use of this folder: checkpoints and the metrics log."""
@@ -66,23 +77,26 @@ class RunDir:
 
     def write_json(self, name: str, obj: Any) -> None:
         if self.writes:
-            (self.path / name).write_text(json.dumps(jsonable(obj), indent=2) + "\n")
+            write_atomic(self.path / name, json.dumps(jsonable(obj), indent=2) + "\n")
 
     def log(self, record: dict) -> None:
         if self.writes:
-            with self._metrics.open("a") as f:
+            with self._metrics.open("a" if self._started else "w") as f:
+                self._started = True
                 f.write(json.dumps(jsonable(record)) + "\n")
 
     def figure(self, name: str, fig) -> str:
         """Save a matplotlib figure as ``name`` (png) and return its file name."""
         if self.writes:
-            fig.savefig(self.path / name, dpi=110, bbox_inches="tight")
+            tmp = self.path / f".{name}.tmp"
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format=Path(name).suffix[1:] or "png")
+            os.replace(tmp, self.path / name)
         plt.close(fig)
         return name
 
     def write_report(self, text: str) -> None:
         if self.writes:
-            (self.path / "report.md").write_text(text)
+            write_atomic(self.path / "report.md", text)
 
     def mark_done(self, record: Any, results: dict, **extra: Any) -> None:
         """Write ``done.json``: this folder's run finished with ``record`` (its config)."""

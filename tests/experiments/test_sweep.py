@@ -73,6 +73,6 @@ def test_stacking_a_hyperparameter_the_optimizer_lacks_is_a_config_error(tmp_pat
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--config", str(ROOT / "configs" / "train.py"), f"--workdir={tmp_path}",
                   *TINY, "--config.train.momentum=[0.5,0.9]"])
-    assert exit_info.value.code == 1
+    assert exit_info.value.code == 2  # config errors exit 2
     err = capsys.readouterr().err
     assert "'train.momentum' cannot be stacked: optimizer 'adam' takes train.learning_rate" in err
