@@ -16,12 +16,13 @@ config file) is a sweep over its values (study/sweep.py). ``--distributed`` or
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 import jax
 import ml_collections
 
-ROOT = Path(__file__).resolve().parent.parent  # the checkout: configs/ and runs/ live here
+ROOT = Path(__file__).resolve().parent.parent  # a checkout (or site-packages when installed)
 
 from experiments import config as config_lib
 from experiments import guard, provenance, registry, study, sweep
@@ -69,11 +70,34 @@ def resolve(config: ml_collections.ConfigDict, overrides: dict | None = None):
     return merged, run_task, axes
 
 
+def _configs_dir() -> Path:
+    """The bundled config files: ``configs/`` in a checkout, ``experiments/configs`` in
+    an installed wheel (pyproject.toml maps one onto the other)."""
+    checkout = ROOT / "configs"
+    if checkout.is_dir():
+        return checkout
+    return Path(importlib.util.find_spec("experiments.configs").submodule_search_locations[0])
+
+
+def bundled_configs() -> list[str]:
+    return sorted(p.stem for p in _configs_dir().glob("*.py") if not p.stem.startswith("_"))
+
+
+def config_path(name: str) -> Path:
+    """``name`` as a file path if it is one, else the bundled config of that name."""
+    path = Path(name)
+    if path.is_file() or path.suffix == ".py" or "/" in name:
+        return path
+    return _configs_dir() / f"{name}.py"
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=str(ROOT / "configs" / "default.py"),
-                        help="config file with get_config()")
-    parser.add_argument("--workdir", default=None, help="run folder (default runs/<config>)")
+    parser.add_argument("--config", default="default",
+                        help="config file with get_config(), or the name of a bundled one "
+                             f"({', '.join(bundled_configs())}); default: default")
+    parser.add_argument("--workdir", default=None,
+                        help="run folder (default ./runs/<config name>)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--overwrite", action="store_true",
                         help="the run folder holds a different run: delete it and start again")
@@ -95,12 +119,13 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"unrecognized argument {item!r}; overrides look like --config.a.b=value")
         flat.append(config_lib.parse_override(item[len("--config."):]))
     try:
-        config, run_fn, axes = resolve(config_lib.load_file(args.config), config_lib.nest(flat))
+        config, run_fn, axes = resolve(config_lib.load_file(config_path(args.config)),
+                                       config_lib.nest(flat))
     except config_lib.ConfigError as e:
         parser.exit(2, f"config error: {e}\n")
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    workdir = Path(args.workdir or ROOT / "runs" / Path(args.config).stem)
+    workdir = Path(args.workdir or Path.cwd() / "runs" / Path(args.config).stem)
     full = config.to_dict()
     for key, values in axes.items():  # the fingerprint holds the sweep's lists too
         config_lib.set_path(full, key, values)
@@ -138,3 +163,8 @@ def main(argv: list[str] | None = None) -> dict:
         lock.release()
     print_(f"report: {workdir / 'report.md'}")
     return results
+
+
+def entry() -> None:
+    """The ``cnn-uncertainty`` console script (exit status 0 on success)."""
+    main()
