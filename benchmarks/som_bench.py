@@ -1,7 +1,7 @@
 """SOM training: ours (online scan, batch map) vs MiniSom, and the time to reach MiniSom's
 quantization error.
 
-    python benchmarks/som.py [--repeats 3] [--cases small,large] [--minisom-batch]
+    python benchmarks/som_bench.py [--repeats 3] [--cases small,large] [--minisom-batch]
 
 Cases (synthetic data, seeded):
 

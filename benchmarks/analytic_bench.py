@@ -1,6 +1,6 @@
 """Closed-form Gaussian output moments vs Monte Carlo through the real network.
 
-    python benchmarks/analytic.py [--model lenet5] [--images 100] [--samples 10000]
+    python benchmarks/analytic_bench.py [--model lenet5] [--images 100] [--samples 10000]
         [--sigma 0.1] [--ref-images 10] [--ref-samples 100000] [--workdir DIR] [--json FILE]
 
 Trains the model with the ``train`` task's defaults on digits (or restores it from
@@ -34,11 +34,11 @@ sys.path.insert(0, str(ROOT))
 import jax
 import jax.numpy as jnp
 import numpy as np
-from analytic.study import sym_rel_error
 
 from analytic import linearize as lin_lib
 from analytic import montecarlo
 from analytic.moments import METHODS, batched_moments
+from analytic.tightness import sym_rel_error
 from experiments.rundir import RunDir
 from experiments.train import protocol as experiment
 from nets.train import select
@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     config = experiment.defaults()
     config.model.name = args.model
+    config.train.seeds = (0,)
     net, states, _history, (_train, test) = experiment.train_models(
-        config, RunDir(Path(args.workdir) / args.model), progress=False)
+        config, RunDir(Path(args.workdir) / args.model).context(progress=False))
     params = select(states, 0)["params"]
     n = min(args.images, test.images.shape[0])
     x = jnp.asarray(test.images[:n])

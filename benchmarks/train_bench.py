@@ -1,6 +1,6 @@
 """LeNet-5 training throughput on this CPU: our epoch function vs plain Flax/optax vs PyTorch.
 
-    python benchmarks/train.py [--images N] [--batch B] [--epochs E] [--ablate] [--no-torch]
+    python benchmarks/train_bench.py [--images N] [--batch B] [--epochs E] [--ablate] [--no-torch]
 
 Three implementations train the same LeNet-5 (conv 6@5x5 SAME, ReLU, 2x2 max pool,
 conv 16@5x5 VALID, ReLU, pool, fc 120, 84, 10) with Adam (lr 1e-3) and softmax

@@ -1,6 +1,6 @@
 """PGD throughput: ours vs foolbox (same JAX model) vs torchattacks (same net in PyTorch).
 
-    python benchmarks/attacks.py [--images 1000] [--steps 40] [--repeats 3]
+    python benchmarks/attacks_bench.py [--images 1000] [--steps 40] [--repeats 3]
 
 Work: PGD-40 Linf, eps 0.3, step 0.01, random start, untargeted, on ``--images`` digits
 images (train and test pooled) with a LeNet-5 trained for 5 epochs. The three run the same

@@ -1,6 +1,6 @@
 """The vmapped weight-perturbation sweep vs Python loops doing the same work.
 
-    python benchmarks/weights.py [--trials 10] [--epochs 5] [--repeats 3]
+    python benchmarks/weights_bench.py [--trials 10] [--epochs 5] [--repeats 3]
 
 Work: synapse knockout of the weights of every layer of a LeNet-5 trained on digits, p in
 {0, 0.1, ..., 1}, ``--trials`` random trials, top-1/top-5 on the 450 test images. Three
