@@ -3,12 +3,76 @@
 
 Modules: ``bvn`` (bivariate normal cdf, Genz 2004), ``relu`` (ReLU moments of Gaussians,
 zero-mean and exact general-mean), ``moments`` (output mean and covariance of
-B relu(A x + c1) + c2), ``linearize``, ``montecarlo`` (the sampled reference), ``uses``
-(class means vs noise, confusion, sensitivity maps) and ``study`` (the ``analytic`` task).
-The Gaussian attacks are in :mod:`attacks.gaussian`.
+B relu(A x + c1) + c2), ``linearize``, ``montecarlo`` (the sampled reference),
+``tightness`` (analytic vs Monte Carlo: symmetric relative errors, variance ratios),
+``uses`` (class means vs noise, confusion, sensitivity maps) and ``gaussian_attack``
+(targeted and untargeted Gaussian attacks through the closed form, verified by sampling;
+it lived in ``attacks/gaussian.py`` before and moved here so that ``attacks`` does not
+import ``analytic``). The ``analytic`` task of scripts/run.py is
+:mod:`experiments.analytic`.
 
     from analytic.linearize import linearize
     from analytic.moments import moments
+    from analytic import mc_moments, net_fn, sym_rel_error
     lin = linearize(net, params, x)                  # A, c1, B, c2 at the image x
     out = moments(lin, x, 0.1 ** 2, method="exact")  # x + N(0, 0.01 I): out.mean, out.cov
+    mc = mc_moments(net_fn(net, params), x, 0.1 ** 2, key)  # the real network, sampled
+    sym_rel_error(out.mean, mc.mean)                 # 2|a - b| / (|a| + |b|)
+
+The functions named like their modules (``linearize``, ``moments``, ``tightness``) are
+imported from the modules, so ``from analytic import linearize`` stays the module.
 """
+
+from analytic.gaussian_attack import (
+    MODES,
+    OBJECTIVES,
+    GaussianAttack,
+    gaussian_attack,
+    gaussian_attack_models,
+)
+from analytic.linearize import (
+    Linearization,
+    affine_relu_affine,
+    last_hidden_relu,
+    linearize_batch,
+)
+from analytic.moments import METHODS, Moments, batched_moments, output_mean
+from analytic.montecarlo import MCMoments, mc_moments, mc_moments_batch, net_fn
+from analytic.tightness import Tightness, mc_relative_error, sym_rel_error
+from analytic.uses import (
+    SensitivityMap,
+    confusion_matrix,
+    expected_logits_vs_noise,
+    pairwise_exceed,
+    sensitivity_map,
+    true_vs_best_other,
+)
+
+__all__ = [
+    "METHODS",
+    "MODES",
+    "OBJECTIVES",
+    "GaussianAttack",
+    "Linearization",
+    "MCMoments",
+    "Moments",
+    "SensitivityMap",
+    "Tightness",
+    "affine_relu_affine",
+    "batched_moments",
+    "confusion_matrix",
+    "expected_logits_vs_noise",
+    "gaussian_attack",
+    "gaussian_attack_models",
+    "last_hidden_relu",
+    "linearize_batch",
+    "mc_moments",
+    "mc_moments_batch",
+    "mc_relative_error",
+    "net_fn",
+    "output_mean",
+    "pairwise_exceed",
+    "sensitivity_map",
+    "sym_rel_error",
+    "true_vs_best_other",
+]

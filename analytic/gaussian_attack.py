@@ -21,6 +21,11 @@ form (:mod:`analytic.moments`), and the objective is ascended with Adam (optax) 
 the fraction of ``samples`` draws of x_adv classified as the target (targeted) or not
 as y (untargeted). Noisy draws are not clipped to ``bounds``: the attack is on the
 Gaussian the closed form describes; its mean stays in bounds.
+
+:func:`gaussian_attack` attacks one model; :func:`gaussian_attack_models` the S models of
+stacked parameters (one compiled program for all). This module was
+``attacks/gaussian.py``; it lives in ``analytic`` so that ``attacks`` need not import
+``analytic``.
 """
 
 from __future__ import annotations
@@ -83,12 +88,13 @@ def _project(x: Array, u: Array, v: Array, eps: float, bounds: tuple[float, floa
     return u, jnp.clip(v, 0.0, 1.0)
 
 
-@functools.partial(jax.jit, static_argnames=(
-    "net", "samples", "layer", "bounds", "relinearize", "objective", "method"))
-def _attack(net: Net, params, x: Array, cls: Array, key: Array, eps: Array, sigma: Array,
-            lr: Array, targeted: Array, opt_mean: Array, opt_var: Array, steps: Array, *,
-            samples: int, layer: str | None, bounds: tuple[float, float], relinearize: bool,
-            objective: str, method: str) -> GaussianAttack:
+_STATIC = ("net", "samples", "layer", "bounds", "relinearize", "objective", "method")
+
+
+def _attack_one(net: Net, params, x: Array, cls: Array, key: Array, eps: Array, sigma: Array,
+                lr: Array, targeted: Array, opt_mean: Array, opt_var: Array, steps: Array, *,
+                samples: int, layer: str | None, bounds: tuple[float, float],
+                relinearize: bool, objective: str, method: str) -> GaussianAttack:
     # targeted, the mode and steps are traced: one compiled program serves them all.
     opt = optax.adam(lr)
 
@@ -127,6 +133,38 @@ def _attack(net: Net, params, x: Array, cls: Array, key: Array, eps: Array, sigm
     return jax.lax.map(lambda a: one(*a), (x, cls, keys))
 
 
+_attack = functools.partial(jax.jit, static_argnames=_STATIC)(_attack_one)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _attack_models(net: Net, params, x: Array, cls: Array, keys: Array, *args: Array,
+                   **static) -> GaussianAttack:
+    return jax.lax.map(lambda a: _attack_one(net, a[0], x, cls, a[1], *args, **static),
+                       (params, keys))
+
+
+def _arguments(x: Array, y: Array, target: Array | None, *, eps: float, sigma: float,
+               steps: int, mode: str, lr: float, samples: int, layer: str | None,
+               bounds: tuple[float, float], relinearize: bool, objective: str,
+               method: str) -> tuple[tuple, dict]:
+    """Checked (traced arguments after the key, static arguments) of ``_attack_one``."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
+    if eps < 0 or sigma < 0 or bounds[0] >= bounds[1]:
+        raise ValueError(f"need eps >= 0, sigma >= 0 and bounds lo < hi; got {eps}, {sigma}, {bounds}")
+    dtype = jnp.asarray(x).dtype
+    targeted = target is not None
+    cls = jnp.asarray(target if targeted else y, jnp.int32)
+    traced = (cls, jnp.asarray(eps, dtype), jnp.asarray(sigma, dtype), jnp.asarray(lr, dtype),
+              jnp.asarray(targeted), jnp.asarray(mode != "variance"),
+              jnp.asarray(mode != "mean"), jnp.asarray(steps, jnp.int32))
+    static = {"samples": samples, "layer": layer, "bounds": tuple(float(b) for b in bounds),
+              "relinearize": relinearize, "objective": objective, "method": method}
+    return traced, static
+
+
 def gaussian_attack(net: Net, params, x: Array, y: Array, *, eps: float, sigma: float,
                     steps: int = 100, target: Array | None = None, key: Array,
                     mode: str = "both", lr: float = 0.05, samples: int = 1000,
@@ -140,18 +178,29 @@ def gaussian_attack(net: Net, params, x: Array, y: Array, *, eps: float, sigma: 
     on the normalized variables delta/eps and std/sigma; ``key`` draws the ``samples``
     verification inputs per image. See the module docstring for ``mode``, ``objective``.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
-    if eps < 0 or sigma < 0 or bounds[0] >= bounds[1]:
-        raise ValueError(f"need eps >= 0, sigma >= 0 and bounds lo < hi; got {eps}, {sigma}, {bounds}")
-    x = jnp.asarray(x)
-    targeted = target is not None
-    cls = jnp.asarray(target if targeted else y, jnp.int32)
-    dtype = x.dtype
-    return _attack(net, params, x, cls, key, jnp.asarray(eps, dtype), jnp.asarray(sigma, dtype),
-                   jnp.asarray(lr, dtype), jnp.asarray(targeted), jnp.asarray(mode != "variance"),
-                   jnp.asarray(mode != "mean"), jnp.asarray(steps, jnp.int32), samples=samples,
-                   layer=layer, bounds=tuple(float(b) for b in bounds),
-                   relinearize=relinearize, objective=objective, method=method)
+    (cls, *traced), static = _arguments(
+        x, y, target, eps=eps, sigma=sigma, steps=steps, mode=mode, lr=lr, samples=samples,
+        layer=layer, bounds=bounds, relinearize=relinearize, objective=objective,
+        method=method)
+    return _attack(net, params, jnp.asarray(x), cls, key, *traced, **static)
+
+
+def gaussian_attack_models(net: Net, params, x: Array, y: Array, *, eps: float,
+                           sigma: float, steps: int = 100, target: Array | None = None,
+                           key: Array, mode: str = "both", lr: float = 0.05,
+                           samples: int = 1000, layer: str | None = None,
+                           bounds: tuple[float, float] = (0.0, 1.0), relinearize: bool = False,
+                           objective: str = "margin", method: str = "exact") -> GaussianAttack:
+    """:func:`gaussian_attack` on each of S models whose ``params`` are stacked along a
+    leading axis (as ``nets.train.fit`` returns them), on the same inputs; model i draws
+    with ``split(key, S)[i]``. Every field gains a leading S axis.
+
+    The models run one after another (``lax.map``) inside one compiled program: on the
+    CPU a convolution vmapped over the models' kernels is slower than a loop over them.
+    """
+    (cls, *traced), static = _arguments(
+        x, y, target, eps=eps, sigma=sigma, steps=steps, mode=mode, lr=lr, samples=samples,
+        layer=layer, bounds=bounds, relinearize=relinearize, objective=objective,
+        method=method)
+    keys = jax.random.split(key, jax.tree.leaves(params)[0].shape[0])
+    return _attack_models(net, params, jnp.asarray(x), cls, keys, *traced, **static)

@@ -86,6 +86,13 @@ def linearize(net: Net, params, x: Array, layer: str | None = None) -> Lineariza
     return Linearization(A, z0 - A @ x0, B, post(u0) - B @ u0)
 
 
+def linearize_batch(net: Net, params, xs: Array, layer: str | None = None,
+                    batch_size: int | None = None) -> Linearization:
+    """:func:`linearize` at every input of the batch ``xs`` (N, *shape): fields with a
+    leading axis N. ``batch_size`` bounds memory (``lax.map`` over vmapped groups)."""
+    return jax.lax.map(lambda x: linearize(net, params, x, layer), xs, batch_size=batch_size)
+
+
 def apply(lin: Linearization, x: Array) -> Array:
     """g(x) = B relu(A x + c1) + c2 for one input of any shape (flattened)."""
     return lin.B @ jax.nn.relu(lin.A @ x.reshape(-1) + lin.c1) + lin.c2

@@ -99,6 +99,17 @@ def mc_moments(fn: Callable[[Array], Array], mu: Array, cov: Array, key: Array, 
                      covs.std(0, ddof=1) / jnp.sqrt(chunks))
 
 
+def mc_moments_batch(fn: Callable[[Array], Array], mus: Array, cov: Array, key: Array, *,
+                     samples: int = 10_000, chunk: int = 1_000,
+                     batch_size: int | None = None) -> MCMoments:
+    """:func:`mc_moments` for every input of ``mus`` (N, *shape), the same ``cov`` for all;
+    input i uses ``split(key, N)[i]``. ``batch_size`` inputs are vmapped at a time
+    (``lax.map``), so at most batch_size * chunk samples are in memory."""
+    keys = jax.random.split(key, mus.shape[0])
+    return jax.lax.map(lambda a: mc_moments(fn, a[0], cov, a[1], samples=samples, chunk=chunk),
+                       (mus, keys), batch_size=batch_size)
+
+
 def net_fn(net, params) -> Callable[[Array], Array]:
     """``x -> net.apply({"params": params}, x)`` (a batch of inputs to logits)."""
     return lambda x: net.apply({"params": params}, x)

@@ -2,6 +2,8 @@
 
 * :func:`expected_logits_vs_noise`: E[g(x + n)] per class as the isotropic noise level
   sigma grows (n ~ N(0, sigma^2 I)).
+* :func:`true_vs_best_other`: the expected true-class logit against the best other one
+  (the argmax of E[g] is correct when the first is larger).
 * :func:`confusion_matrix`: interclass confusion under noise. This project's choice of
   measure (the paper's exact one is not restated in its abstract): with the output
   approximated as N(E[g], Cov[g]) from the closed form, the probability that class j's
@@ -36,6 +38,13 @@ def expected_logits_vs_noise(lin: Linearization, x: Array, sigmas: Array,
     """Output moments for x + N(0, sigma^2 I), one row per sigma: mean (L, k), cov (L, k, k)."""
     sigmas = jnp.asarray(sigmas, lin.A.dtype)
     return jax.vmap(lambda s: moments(lin, x, s * s, method))(sigmas)
+
+
+def true_vs_best_other(mean: Array, label: Array) -> tuple[Array, Array]:
+    """(E[g_y], max_{j != y} E[g_j]) of one output mean (k,) and its label ``y``: the
+    expected logits classify the input correctly when the first exceeds the second."""
+    others = jnp.where(jnp.arange(mean.shape[-1]) == label, -jnp.inf, mean)
+    return mean[label], others.max()
 
 
 def pairwise_exceed(mean: Array, cov: Array) -> Array:

@@ -9,7 +9,10 @@ Calling convention (cleverhans/foolbox style)::
 (``targeted=True``: move towards them). ``logits_fn(x) -> logits`` maps a batch to a
 batch and must not mix examples. Wrap a network with :func:`model_logits_fn`: its
 parameters then travel as jit *arguments*, so attacking new parameters or new data of
-the same shapes reuses the compiled program instead of recompiling.
+the same shapes reuses the compiled program instead of recompiling. ``key`` is one key
+for the batch or one key per example (:func:`example_keys`); with one key per example,
+example i's random start depends on its own key only, not on the batch size or on how
+the batch is chunked.
 """
 
 from __future__ import annotations
@@ -98,8 +101,34 @@ def project(x_adv: Array, x: Array, eps: Array, norm: str, bounds: Bounds) -> Ar
     return jnp.clip(x + delta, *bounds)
 
 
+def is_key_batch(key: Array) -> bool:
+    """Whether ``key`` holds one key per example: shape (N,) of typed keys
+    (``jax.random.key``) or (N, 2) of raw ones (``jax.random.PRNGKey``)."""
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    return key.ndim > (0 if typed else 1)
+
+
+def example_keys(key: Array, n: int) -> Array:
+    """One key per example, key_i = fold_in(key, i): example i draws the same random
+    numbers whatever the batch size or the chunking around it."""
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n, dtype=jnp.uint32))
+
+
 def random_start(key: Array, x: Array, eps: Array, norm: str, bounds: Bounds) -> Array:
-    """A uniform random point of the eps-ball around ``x`` (clipped to ``bounds``)."""
+    """A uniform random point of the eps-ball around ``x`` (clipped to ``bounds``).
+
+    ``key`` is one key for the batch, or one per example (:func:`is_key_batch`): then
+    row i is what one key ``key[i]`` draws for the batch ``x[i:i+1]``.
+    """
+    if is_key_batch(key):
+        eps = jnp.asarray(eps, x.dtype)
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1) if eps.ndim == 0 else x.shape
+        eps = jnp.broadcast_to(eps, shape)  # one eps per example, mapped with its key
+
+        def one(k, xi, ei):
+            return random_start(k, xi[None], ei[None], norm, bounds)[0]
+
+        return jax.vmap(one)(key, x, eps)
     if norm == "linf":
         delta = jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0) * eps
     else:  # uniform in the l2 ball: gaussian direction, radius eps * U^(1/d)

@@ -14,7 +14,7 @@ All four are one projected-ascent loop with different switches:
   m_t = mu m_{t-1} + ∇ / ||∇||_1.
 
 The loop is a ``lax.fori_loop`` (not unrolled: with ``nets.conv``'s CPU paths a rolled
-loop is the faster one, see benchmarks/attacks.py); eps and alpha are
+loop is the faster one, see benchmarks/attacks_bench.py); eps and alpha are
 traced, so an eps grid is a ``vmap`` and new eps values or data of the same shape never
 recompile. ``chunk`` examples go through per call (default: CPU_CHUNK on CPU, all
 elsewhere), which bounds memory for any batch size.
@@ -34,6 +34,7 @@ from attacks.common import (
     as_pytree_fn,
     attack_loss,
     check_args,
+    is_key_batch,
     loss_grad,
     normalize,
     project,
@@ -41,6 +42,7 @@ from attacks.common import (
     success,
 )
 from nets import xla
+from nets.batching import pad_rows
 
 # On CPU a batch is attacked CPU_CHUNK examples per call (one compiled program, the last
 # chunk padded): the activations of 128 LeNet-5 inputs stay in cache, those of 1,000 do
@@ -81,10 +83,16 @@ def _iterate(fn, x, starts, y, eps, alpha, *, steps, norm, targeted, bounds, res
 
 @functools.partial(jax.jit, static_argnames=("norm", "bounds", "restarts", "rand_init"))
 def _starts(key, x, eps, *, norm, bounds, restarts, rand_init):
-    """(R, N, ...) starting points: x itself, or R uniform draws from the eps-ball."""
+    """(R, N, ...) starting points: x itself, or R uniform draws from the eps-ball (from
+    one key, or from one key per example: then restart r of example i uses split(key[i]))."""
     if not rand_init:
         return x[None]
-    keys = key[None] if restarts == 1 else jax.random.split(key, restarts)
+    if restarts == 1:
+        keys = key[None]
+    elif is_key_batch(key):
+        keys = jnp.swapaxes(jax.vmap(lambda k: jax.random.split(k, restarts))(key), 0, 1)
+    else:
+        keys = jax.random.split(key, restarts)
     eps = jnp.asarray(eps, x.dtype)
     return jax.vmap(lambda k: random_start(k, x, eps, norm, bounds))(keys)
 
@@ -112,16 +120,12 @@ def _call(logits_fn, x, y, eps, alpha, key, norm, bounds, *, rand_init, chunk, *
     n, size = x.shape[0], _chunk_size(chunk, x)
     if size == n:
         return attack(x, starts, y)
-    pad = (-n) % size  # pad the last chunk to the same shape: one compiled program
-
-    def padded(a, axis=0):
-        widths = [(0, 0)] * a.ndim
-        widths[axis] = (0, pad)
-        return jnp.pad(a, widths)
-
-    xp, sp, yp = padded(x), padded(starts, axis=1), padded(y)
+    # The last chunk is padded to the same shape (one compiled program); the padded rows
+    # repeat the first example, so they stay inside the bounds, and are dropped.
+    (xp, sp, yp), _ = pad_rows((x, jnp.swapaxes(starts, 0, 1), y), size, mode="edge")
+    sp = jnp.swapaxes(sp, 0, 1)  # back to (R, N_padded, ...)
     out = [attack(xp[i:i + size], sp[:, i:i + size], yp[i:i + size])
-           for i in range(0, n + pad, size)]
+           for i in range(0, xp.shape[0], size)]
     return jnp.concatenate(out)[:n]
 
 
@@ -146,7 +150,9 @@ def pgd(logits_fn: LogitsFn, x: Array, y: Array, *, eps, steps: int = 40, alpha=
         norm: str = "linf", restarts: int = 1, random_init: bool = True,
         targeted: bool = False, bounds: Bounds = (0.0, 1.0), key: Array | None = None,
         chunk: int | None = None) -> Array:
-    """Projected gradient descent from a random start; alpha defaults to 2.5 eps/steps."""
+    """Projected gradient descent from a random start; alpha defaults to 2.5 eps/steps.
+
+    ``key``: one key for the batch, or one per example (``attacks.common.example_keys``)."""
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
     alpha = 2.5 * eps / steps if alpha is None else alpha

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
         run_dir.write_json("config.json", full)
         if distributed.is_main():
             run_dir.write_json(guard.FINGERPRINT, new)
-        print_(f"run folder: {workdir} (process {jax.process_index()} of {jax.process_count()}, "
+        print(f"run folder: {workdir} (process {jax.process_index()} of {jax.process_count()}, "
                f"{jax.device_count()} {jax.default_backend()} devices)", flush=True)
         progress = not args.no_progress and distributed.is_main()
         if axes:

@@ -8,11 +8,14 @@ and the loss here are this project's own formulation (see ``../shared/DESIGN.md`
   index, near-the-ends fraction, membership, De Luca–Termini fuzziness; the sparsity
   view) at ``kernel`` / ``filter`` / ``layer`` granularity, pure and jittable;
 * :mod:`minmax.regularizer`: ``CE + lambda * F`` as a ``regularizer(params)`` for
-  :func:`nets.train.fit`, and a per-epoch ``on_epoch`` tracker of the statistics;
-* :mod:`minmax.study`: the ``minmax`` task (``configs/minmax.py``).
+  :func:`nets.train.fit`, the statistics of S stacked models in one jitted call
+  (:func:`stacked_stats`), and a per-epoch ``on_epoch`` tracker of them.
+
+The experiment that trains a lambda x seed grid with this loss and tests the paper's
+claims is the ``minmax`` lens (``experiments/minmax/``, ``configs/minmax.py``).
 """
 
-from minmax.regularizer import fuzziness_penalty, tracker
+from minmax.regularizer import flatten, fuzziness_penalty, stacked_stats, tracker
 from minmax.stats import (
     GRANULARITIES,
     center_distance,
@@ -26,11 +29,13 @@ from minmax.stats import (
 __all__ = [
     "GRANULARITIES",
     "center_distance",
+    "flatten",
     "fuzziness",
     "fuzziness_penalty",
     "kernel_stats",
     "layer_stats",
     "membership",
     "per_interval",
+    "stacked_stats",
     "tracker",
 ]

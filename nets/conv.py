@@ -5,7 +5,7 @@ backend three of its parts take a different route, because XLA:CPU's convolution
 is slow when a convolution has few channels on one side (LeNet's ``conv1`` has 1 input
 channel, and the input gradient of ``conv2`` produces 6) and when its dimension numbers
 are not the standard NHWC/HWIO ones (autodiff's kernel gradient). Per-op times below:
-2 cores, batch 128, XLA's vs ours (``python benchmarks/train.py --ablate`` shows the
+2 cores, batch 128, XLA's vs ours (``python benchmarks/train_bench.py --ablate`` shows the
 effect on a whole training step, rows B, M, H, N):
 
 * **forward with 1 input channel** (``conv1``): a sum of ``kh * kw`` shifted, scaled

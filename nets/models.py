@@ -50,7 +50,7 @@ def max_pool(x: Array, window: int) -> Array:
     but the gradient of a reduce-max is an elementwise mask, while XLA's CPU backend
     lowers the gradient of ``reduce_window`` to a slow select-and-scatter loop. On the
     LeNet-5 training step this alone is a large share of the step time (see
-    benchmarks/train.py).
+    benchmarks/train_bench.py).
     """
     n, h, w, c = x.shape
     hh, ww = h // window, w // window

@@ -9,7 +9,7 @@ run equals the same seed trained alone (tests/nets/test_train.py).
 The datasets fit on the device, so every step gathers its batch there from one
 permutation per epoch: no host round trip per step. The steps run as a Python loop of one
 jitted step (asynchronous dispatch), not a ``lax.scan``: on XLA:CPU the scan measured
-about 5x slower (see :class:`EpochFn` and benchmarks/train.py).
+about 5x slower (see :class:`EpochFn` and benchmarks/train_bench.py).
 
 State layout (a plain dict, big_vision style)::
 

@@ -3,7 +3,7 @@
 YNNPACK, jaxlib >= 0.10's default CPU library for dots, reductions and some convolutions,
 is slower than XLA's own kernels on these small shapes: on 2 cores the LeNet-5 train step
 (batch 128) measured ~25% faster and PGD-40 on LeNet-5 ~12% faster without it
-(benchmarks/train.py, benchmarks/attacks.py). Other backends get no options.
+(benchmarks/train_bench.py, benchmarks/attacks_bench.py). Other backends get no options.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Self-organizing maps in JAX and the internal-code analysis of network layers (seed 001,
-Lee & Vijayan, arXiv 2205.10952).
+"""Self-organizing maps in JAX and the internal-code analysis of network layers
+(Lee & Vijayan, arXiv 2205.10952).
 
     from som import Grid, SOMSpec, fit, fit_many, bmus, quality, measures, codes
 
@@ -9,15 +9,22 @@ Lee & Vijayan, arXiv 2205.10952).
     c = bmus(w, x)                                 # best-matching units, chunked matmul
     quality.quantization_error(w, x), quality.topographic_error(w, x, spec.grid)
     quality.u_matrix(w, spec.grid), quality.hit_map(c, spec.grid)
+    out = analyze(net, params, key, x_train, y_train, {"clean": x, "noise": sign_noise(k, x, 0.1)},
+                  y, spec=spec, layers=("conv1", "fc1"), num_classes=10)
 
 Modules: ``grid`` (lattices), ``neighborhood``, ``schedule`` (decays), ``bmu``, ``init``
 (random / PCA), ``train`` (online scan, batch map), ``quality`` (errors, U-matrix, hits),
-``codes`` (layer codes of a ``nets`` model), ``measures`` (per-layer measures),
-``plots`` and ``study`` (the ``som`` task of scripts/run.py).
+``codes`` (layer codes of a ``nets`` model, their scaling), ``measures`` (per-layer
+measures), ``analysis`` (one map per layer of a network, clean and perturbed inputs).
 """
 
+from som import analysis, codes, measures, quality
+from som.analysis import analyze, layer_measures, sign_noise
 from som.bmu import best_two, bmus
+from som.codes import layer_codes, pad_stack, scale_codes
 from som.grid import Grid
 from som.train import SOMSpec, fit, fit_many, train
 
-__all__ = ["Grid", "SOMSpec", "best_two", "bmus", "fit", "fit_many", "train"]
+__all__ = ["Grid", "SOMSpec", "analysis", "analyze", "best_two", "bmus", "codes", "fit",
+           "fit_many", "layer_codes", "layer_measures", "measures", "pad_stack", "quality",
+           "scale_codes", "sign_noise", "train"]

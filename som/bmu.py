@@ -18,7 +18,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from nets.evaluate import chunked
+from nets.batching import chunked
 
 Array = jax.Array
 

@@ -12,6 +12,10 @@ output when no ReLU follows (the logits layer). Then
 For ``lenet5``: conv1 -> mean of relu1 (6), conv2 -> mean of relu2 (16), fc1 -> relu3
 (120), fc2 -> relu4 (84), fc3 -> logits (10). In nets where pooling sits between a conv
 and its ReLU (``lenet_bibi``), the code is the mean of the pooled-then-rectified map.
+
+Layers differ in code size and scale, so before one map per layer is trained in a single
+vmapped call, :func:`scale_codes` puts each layer's codes on a common scale fitted on a
+reference set (the training codes) and :func:`pad_stack` pads them to a common dimension.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from nets.evaluate import chunked
+from nets.batching import chunked
 from nets.models import Net
 
 Array = jax.Array
 WEIGHT_KINDS = ("conv", "dense")
+SCALES = ("rms", "zscore", "none")
 
 
 def code_sources(net: Net) -> dict[str, tuple[str, str]]:
@@ -91,3 +96,33 @@ def pad_stack(codes: dict[str, Array], dim: int | None = None) -> Array:
     """
     dim = dim or max(c.shape[-1] for c in codes.values())
     return jnp.stack([jnp.pad(c, ((0, 0), (0, dim - c.shape[-1]))) for c in codes.values()])
+
+
+def _scaler(reference: Array, how: str) -> tuple[Array, Array]:
+    r = jnp.asarray(reference, jnp.float32)
+    if how == "rms":
+        return jnp.zeros(()), jnp.maximum(jnp.sqrt(jnp.mean(r * r)), 1e-12)
+    if how == "zscore":
+        sd = r.std(0)
+        return r.mean(0), jnp.where(sd > 1e-12, sd, 1.0)
+    if how == "none":
+        return jnp.zeros(()), jnp.ones(())
+    raise ValueError(f"unknown scale {how!r}; use one of {SCALES}")
+
+
+@functools.partial(jax.jit, static_argnames=("how",))
+def scale_codes(codes: dict[str, Array], reference: dict[str, Array],
+                how: str = "rms") -> dict[str, Array]:
+    """Each layer's ``codes`` (N, d) as (c - shift) / scale, fitted on ``reference`` (M, d):
+
+    * ``rms``: shift 0, scale sqrt(mean c_ij^2) over the reference (one number per layer:
+      BMUs do not change under a common scale, and quantization errors become comparable
+      across layers);
+    * ``zscore``: per feature, shift = mean, scale = sd (1 where the sd is 0);
+    * ``none``: the codes unchanged.
+    """
+    out = {}
+    for name, c in codes.items():
+        shift, scale = _scaler(reference[name], how)
+        out[name] = (jnp.asarray(c, jnp.float32) - shift) / scale
+    return out

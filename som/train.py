@@ -32,6 +32,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from nets.batching import pad_rows
 from som import neighborhood as nb_lib
 from som import schedule
 from som.bmu import scores
@@ -107,12 +108,9 @@ def train_online(spec: SOMSpec, weights: Array, x: Array, key: Array) -> Array:
 
 def _chunks(x: Array, chunk: int) -> tuple[Array, Array]:
     """``x`` (N, d) as (C, chunk, d) zero-padded chunks and a (C, chunk) validity mask."""
-    n, d = x.shape
-    chunk = min(chunk, n)
-    pad = (-n) % chunk
-    xp = jnp.concatenate([x, jnp.zeros((pad, d), x.dtype)]) if pad else x
-    valid = (jnp.arange(n + pad) < n).astype(x.dtype)
-    return xp.reshape(-1, chunk, d), valid.reshape(-1, chunk)
+    chunk = min(chunk, x.shape[0])
+    xp, valid = pad_rows(x, chunk)
+    return xp.reshape(-1, chunk, x.shape[1]), valid.astype(x.dtype).reshape(-1, chunk)
 
 
 def _voronoi_sums_chunked(w: Array, xs: Array, valid: Array) -> tuple[Array, Array]:

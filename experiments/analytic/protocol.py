@@ -1,48 +1,52 @@
-"""The ``analytic`` task: closed-form Gaussian moments of a trained net vs Monte Carlo.
+"""The ``analytic`` lens's protocol: closed-form Gaussian moments of every trained seed
+vs Monte Carlo through the real network, and the uses of the closed form.
 
-Protocol (DESIGN.md, analytic/; Bibi, Alfadly, Ghanem, CVPR 2018, experiments): train (or
-restore) the model of ``config.model``; for the first ``analytic.num_images`` test images
-and each noise level sigma of ``analytic.noise_levels`` (x ~ N(image, sigma^2 I)):
+Protocol (DESIGN.md, analytic/; Bibi, Alfadly, Ghanem, CVPR 2018, experiments): restore
+the S trained seeds (:func:`experiments.train.protocol.train_models`); for the first
+``analytic.num_images`` test images and each noise level sigma of
+``analytic.noise_levels`` (x ~ N(image, sigma^2 I)), for every seed:
 
 * linearize the net at the image (two stages at ``analytic.layer``, default the last
   hidden ReLU) and compute the output mean and covariance with every method;
 * estimate them by Monte Carlo through the *real* network (``analytic.mc_samples``);
-* per image, the symmetric relative error 2|a - b| / (|a| + |b|) of the output mean and
-  of the output variances (|.| the Euclidean norm over the classes), and the variance
-  ratio MC/analytic (mean over classes); mean and std over images.
+* per image, :func:`analytic.tightness.tightness`: the symmetric relative error
+  2|a - b| / (|a| + |b|) of the output mean and of the output variances, and the
+  variance ratio MC / analytic; and Monte Carlo's own relative error of the variances.
 
-Then the uses: expected logits per class vs noise, the interclass confusion matrix, a
-pixel sensitivity map and the Gaussian attacks (verified by sampling the real network).
-Writes results.json, report.md and the figures. Timings exclude compilation (each
-program is compiled ahead of time with ``jit(...).lower(...).compile()``).
+Then the uses, per seed: expected logits per class vs noise, the interclass confusion
+matrix, a pixel sensitivity map, and the Gaussian attacks
+(:mod:`analytic.gaussian_attack`, verified by sampling the real network) on test images
+every seed classifies correctly. The stacked parameters of the seeds are an argument
+everywhere, so one compiled program serves all seeds: linearization and moments vmap over
+them; Monte Carlo and the attacks, which run the real network on many samples, map over
+them one seed after another (faster on the CPU; see ``mc_all``). Timings exclude
+compilation (``jit(...).lower(...).compile()``) and cover all seeds.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from tqdm.auto import tqdm
 
 from analytic import linearize as lin_lib
-from analytic import montecarlo, uses
-from analytic.gaussian_attack import MODES, OBJECTIVES, gaussian_attack
+from analytic import montecarlo, tightness, uses
+from analytic.gaussian_attack import MODES, OBJECTIVES, gaussian_attack_models
 from analytic.moments import METHODS, batched_moments
-from experiments import rundir as report
 from experiments.config import ConfigError, sweepable
-from experiments.rundir import RunDir
-from experiments.train import protocol as experiment
-from nets.train import select
+from experiments.lens import Context
+from experiments.progress import iterate
+from experiments.rundir import float_key
+from experiments.train import protocol as train_protocol
 
 
 @sweepable
 def defaults() -> ml_collections.ConfigDict:
     """The ``train`` task's keys plus the ``analytic`` section."""
-    c = experiment.defaults()
+    c = train_protocol.defaults()
     c.task = "analytic"
     c.analytic = ml_collections.ConfigDict({
         "num_images": 100,
@@ -51,7 +55,7 @@ def defaults() -> ml_collections.ConfigDict:
         "methods": METHODS,
         "mc_samples": 10_000,
         "mc_chunk": 1_000,
-        "image_chunk": 10,  # images per vmapped group (memory)
+        "image_chunk": 10,  # images x seeds vmapped at a time (memory)
         "seed": 0,
         "class_image": 0,
         "class_noise_levels": (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0),
@@ -75,9 +79,13 @@ def defaults() -> ml_collections.ConfigDict:
 
 
 def _check(a: ml_collections.ConfigDict) -> None:
+    """One ConfigError per mistake in the ``analytic`` section, before any training."""
     bad = [m for m in a.methods if m not in METHODS]
     if bad:
         raise ConfigError(f"unknown analytic.methods {bad}; choose from {METHODS}")
+    if "exact" not in a.methods:
+        raise ConfigError("analytic.methods must include 'exact' (the claims and the uses "
+                          f"need it); got {tuple(a.methods)}")
     bad = [m for m in a.attack.modes if m not in MODES]
     if bad:
         raise ConfigError(f"unknown analytic.attack.modes {bad}; choose from {MODES}")
@@ -85,23 +93,21 @@ def _check(a: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"unknown analytic.attack.objective {a.attack.objective!r}; "
                           f"choose one of {OBJECTIVES}")
     if a.attack.method not in METHODS:
-        raise ConfigError(f"unknown analytic.attack.method {a.attack.method!r}; choose one of {METHODS}")
+        raise ConfigError(f"unknown analytic.attack.method {a.attack.method!r}; "
+                          f"choose one of {METHODS}")
     if a.mc_samples % a.mc_chunk or a.mc_samples < 2 * a.mc_chunk:
         raise ConfigError(f"analytic.mc_samples={a.mc_samples} must be a multiple of "
                           f"analytic.mc_chunk={a.mc_chunk}, with at least two chunks")
+    if a.num_images < 2 or not a.noise_levels or min(a.noise_levels) <= 0:
+        raise ConfigError("analytic.num_images must be >= 2 and analytic.noise_levels "
+                          f"positive; got {a.num_images} and {tuple(a.noise_levels)}")
 
 
-def sym_rel_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """2 |a - b| / (|a| + |b|) over the last axis (Euclidean norms); 0 where both are 0."""
-    num = 2 * np.linalg.norm(a - b, axis=-1)
-    den = np.linalg.norm(a, axis=-1) + np.linalg.norm(b, axis=-1)
-    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-
-
-def _timed(compiled, *args):
-    t = time.perf_counter()
-    out = jax.block_until_ready(compiled(*args))
-    return out, time.perf_counter() - t
+def compact(a, digits: int = 5) -> list:
+    """``a`` as nested lists of floats rounded to ``digits`` significant digits (keeps
+    results.json small; far below the sampling error of anything reported)."""
+    arr = np.asarray(a, np.float64)
+    return np.vectorize(lambda v: float(f"{v:.{digits}g}"), otypes=[float])(arr).tolist()
 
 
 def _compile(fn, *args):
@@ -110,353 +116,194 @@ def _compile(fn, *args):
     return compiled, time.perf_counter() - t
 
 
-def run(config: ml_collections.ConfigDict, run_dir: RunDir, progress: bool = True) -> dict:
-    """Run the study and write results.json, report.md and the figures."""
+def _timed(compiled, *args):
+    t = time.perf_counter()
+    out = jax.block_until_ready(compiled(*args))
+    return out, time.perf_counter() - t
+
+
+def run(config: ml_collections.ConfigDict, ctx: Context) -> dict:
+    """Tightness of every method against Monte Carlo on every seed, and the uses."""
     a = config.analytic
     _check(a)
-    t_start = time.perf_counter()
-    net, states, history, (_train, test) = experiment.train_models(config, run_dir, progress)
-    train_seconds = time.perf_counter() - t_start
-    params = select(states, 0)["params"]
-    n = min(a.num_images, test.images.shape[0])
-    x = jnp.asarray(test.images[:n])
-    y = jnp.asarray(test.labels[:n])
-    layer = a.layer or lin_lib.last_hidden_relu(net)
+    train_data, _ = train_protocol.load_data(config.data)
     try:
-        lin_lib.split(net, layer)
+        layer, _ = lin_lib.split(train_protocol.build_model(config.model, train_data.num_classes),
+                                 a.layer or None)
     except ValueError as e:
         raise ConfigError(f"analytic.layer: {e}") from None
+
+    t0 = time.perf_counter()
+    net, states, history, (_train, test) = train_protocol.train_models(config, ctx)
+    train_seconds = time.perf_counter() - t0
+    params = states["params"]  # stacked: leading axis = seeds
+    seeds = list(config.train.seeds)
+    s = len(seeds)
+    n = min(a.num_images, test.images.shape[0])
+    x, y = jnp.asarray(test.images[:n]), jnp.asarray(test.labels[:n])
     chunk = max(1, min(a.image_chunk, n))
+    per_seed_chunk = max(1, chunk // s)  # images per vmapped group inside the seed vmap
     key = jax.random.PRNGKey(a.seed)
 
-    # --- linearization -----------------------------------------------------------------
-    def lin_all(p, xs):
-        return jax.lax.map(lambda xi: lin_lib.linearize(net, p, xi, layer), xs, batch_size=chunk)
+    # --- linearization: (S, N) Linearizations -------------------------------------------
+    def lin_all(ps, xs):
+        return jax.vmap(lambda p: lin_lib.linearize_batch(net, p, xs, layer, per_seed_chunk))(ps)
 
     lin_c, lin_compile = _compile(lin_all, params, x)
     lins, lin_seconds = _timed(lin_c, params, x)
 
     # --- analytic vs Monte Carlo over the noise grid -------------------------------------
-    def analytic_fn(method):
-        def fn(lins, xs, var):
-            return batched_moments(lins, xs, var, method, shared_cov=True, batch_size=chunk)
+    def moments_fn(method: str):
+        def fn(ls, xs, var):
+            return jax.vmap(lambda li: batched_moments(li, xs, var, method, shared_cov=True,
+                                                       batch_size=per_seed_chunk))(ls)
         return fn
 
-    def mc_all(p, xs, var, k):
-        keys = jax.random.split(k, xs.shape[0])
-        f = montecarlo.net_fn(net, p)
-        return jax.lax.map(
-            lambda args: montecarlo.mc_moments(f, args[0], var, args[1], samples=a.mc_samples,
-                                               chunk=a.mc_chunk),
-            (xs, keys), batch_size=chunk)
+    def mc_all(ps, xs, var, k):
+        # The seeds run one after another (lax.map, one compiled program), not vmapped: on
+        # the CPU a LeNet forward pass vmapped over 3 models' kernels took 2.4x as long as
+        # three passes (grouped convolutions); the samples are the batch here.
+        return jax.lax.map(lambda pk: montecarlo.mc_moments_batch(
+            montecarlo.net_fn(net, pk[0]), xs, var, pk[1], samples=a.mc_samples,
+            chunk=a.mc_chunk, batch_size=chunk), (ps, jax.random.split(k, s)))
 
+    compare = jax.jit(jax.vmap(jax.vmap(tightness.tightness)))
+    mc_error = jax.jit(jax.vmap(jax.vmap(tightness.mc_relative_error)))
     var0 = jnp.asarray(a.noise_levels[0] ** 2, x.dtype)
-    compiled = {m: _compile(analytic_fn(m), lins, x, var0) for m in a.methods}
+    compiled = {m: _compile(moments_fn(m), lins, x, var0) for m in a.methods}
     mc_c, mc_compile = _compile(mc_all, params, x, var0, key)
 
-    levels = [float(s) for s in a.noise_levels]
+    levels = [float(v) for v in a.noise_levels]
     tight = {m: {} for m in a.methods}
     times = {m: {} for m in a.methods}
-    mc_times, mc_se, mc_means = {}, {}, []
-    bar = tqdm(levels, desc="noise levels", disable=not progress)
-    for li, sigma in enumerate(bar):
+    mc_times, mc_rel, mc_class_mean = {}, {}, []
+    ci = min(a.class_image, n - 1)
+    for li, sigma in enumerate(iterate(levels, "noise levels", ctx.progress)):
         var = jnp.asarray(sigma * sigma, x.dtype)
         mc, mc_times[sigma] = _timed(mc_c, params, x, var, jax.random.fold_in(key, li))
-        mc_mean, mc_var = np.asarray(mc.mean), np.asarray(jnp.diagonal(mc.cov, axis1=1, axis2=2))
-        var_se = np.asarray(jnp.diagonal(mc.cov_se, axis1=1, axis2=2))
-        mc_se[sigma] = float(np.mean(np.linalg.norm(var_se, axis=-1)
-                                     / np.linalg.norm(mc_var, axis=-1)))
-        mc_means.append(mc_mean)
+        mc_rel[sigma] = mc_error(mc)
+        mc_class_mean.append(mc.mean[:, ci])
         for m in a.methods:
             out, times[m][sigma] = _timed(compiled[m][0], lins, x, var)
-            mean, v = np.asarray(out.mean), np.asarray(jnp.diagonal(out.cov, axis1=1, axis2=2))
-            em, ev = sym_rel_error(mean, mc_mean), sym_rel_error(v, mc_var)
-            ratio = np.mean(mc_var / np.maximum(v, np.finfo(v.dtype).tiny), axis=-1)
-            tight[m][sigma] = {
-                "mean_error": float(em.mean()), "mean_error_std": float(em.std()),
-                "var_error": float(ev.mean()), "var_error_std": float(ev.std()),
-                "var_ratio_mc_over_analytic": float(np.mean(ratio)),
-                "var_ratio_std": float(np.std(ratio)),
-            }
-    bar.close()
+            tight[m][sigma] = compare(out, mc)
 
-    # --- uses --------------------------------------------------------------------------
-    # Expected logits vs noise for every image (the compiled batched exact moments).
-    ci = min(a.class_image, n - 1)
-    exact_c = (compiled["exact"][0] if "exact" in compiled
-               else _compile(analytic_fn("exact"), lins, x, var0)[0])
-    class_out = [exact_c(lins, x, jnp.asarray(s * s, x.dtype)) for s in a.class_noise_levels]
-    curve_mean = np.stack([np.asarray(o.mean) for o in class_out])  # (L, N, k)
-    curve_var = np.stack([np.asarray(jnp.diagonal(o.cov, axis1=1, axis2=2)) for o in class_out])
-    yn = np.asarray(y)
-    true_logit = np.take_along_axis(curve_mean, yn[None, :, None], axis=2)[..., 0]  # (L, N)
-    others = curve_mean.copy()
-    np.put_along_axis(others, yn[None, :, None], -np.inf, axis=2)
-    max_other = others.max(-1)
+    # --- uses ------------------------------------------------------------------------------
+    exact_c = compiled["exact"][0]
+    best = jax.jit(jax.vmap(jax.vmap(uses.true_vs_best_other), in_axes=(0, None)))
+    class_out = [exact_c(lins, x, jnp.asarray(v * v, x.dtype)) for v in a.class_noise_levels]
+    true_best = [best(o.mean, y) for o in class_out]
+    true_logit = np.stack([np.asarray(t) for t, _ in true_best], 1)  # (S, L, N)
+    max_other = np.stack([np.asarray(b) for _, b in true_best], 1)
+    image_mean = np.stack([np.asarray(o.mean[:, ci]) for o in class_out], 1)  # (S, L, k)
+    image_std = np.stack([np.sqrt(np.maximum(np.asarray(
+        tightness.variances(o.cov[:, ci])), 0)) for o in class_out], 1)
+
     conf_out = exact_c(lins, x, jnp.asarray(a.confusion_noise ** 2, x.dtype))
-    confusion = np.asarray(jax.jit(uses.confusion_matrix, static_argnums=3)(
-        conf_out.mean, conf_out.cov, y, test.num_classes))
-    si = min(a.sensitivity_image, n - 1)
-    t = time.perf_counter()
-    smap = jax.block_until_ready(jax.jit(functools.partial(
-        uses.sensitivity_map, sigma=a.sensitivity_noise, method="exact"))(
-            jax.tree.map(lambda t_: t_[si], lins), x[si], y[si]))
-    sens_seconds = time.perf_counter() - t
+    confusion = jax.jit(jax.vmap(uses.confusion_matrix, in_axes=(0, 0, None, None)),
+                        static_argnums=3)(conf_out.mean, conf_out.cov, y, test.num_classes)
 
-    # --- Gaussian attacks ----------------------------------------------------------------
+    si = min(a.sensitivity_image, n - 1)
+    sens_fn = jax.jit(jax.vmap(lambda li: uses.sensitivity_map(
+        li, x[si], y[si], a.sensitivity_noise, method="exact")))
+    lin_si = jax.tree.map(lambda t: t[:, si], lins)
+    smap, sens_seconds = _timed(sens_fn, lin_si)  # includes compilation (one call)
+
     attacks = _run_attacks(net, params, test, a.attack, jax.random.fold_in(key, 10_000))
 
-    # --- results -----------------------------------------------------------------------
-    acc = float(np.mean(history[-1]["test_accuracy"]))
-    ex_vs_zm = {}
-    if "exact" in a.methods and "zero_mean" in a.methods:
-        for s in levels:
-            e, z = tight["exact"][s]["var_error"], tight["zero_mean"][s]["var_error"]
-            ex_vs_zm[s] = {"exact": e, "zero_mean": z, "zero_mean_over_exact": z / e if e else None}
+    # --- results -------------------------------------------------------------------------
     results = {
-        "model": config.model.name, "data": config.data.name, "layer": layer,
-        "test_accuracy": acc, "num_images": n, "mc_samples": a.mc_samples,
-        "noise_levels": levels, "methods": list(a.methods),
-        "tightness": {m: {str(s): v for s, v in d.items()} for m, d in tight.items()},
-        "mc_var_relative_se": {str(s): v for s, v in mc_se.items()},
-        "exact_vs_zero_mean": {str(s): v for s, v in ex_vs_zm.items()},
-        "exact_at_least_as_tight": (all(v["exact"] <= v["zero_mean"] for v in ex_vs_zm.values())
-                                    if ex_vs_zm else None),
-        "attacks": attacks,
+        "model": config.model.name, "data": config.data.name, "layer": layer, "seeds": seeds,
+        "test_accuracy_per_seed": [float(v) for v in next(
+            r["test_accuracy"] for r in reversed(history) if "test_accuracy" in r)],
+        "num_images": n, "mc_samples": a.mc_samples, "mc_chunk": a.mc_chunk,
+        "noise_levels": levels, "methods": list(a.methods), "num_classes": test.num_classes,
+        # [method][sigma][measure]: (seeds, images)
+        "tightness": {m: {float_key(v): {k: compact(getattr(t, k)) for k in t._fields}
+                          for v, t in d.items()} for m, d in tight.items()},
+        "mc_var_relative_error": {float_key(v): compact(e) for v, e in mc_rel.items()},
         "class_means": {
             "noise_levels": list(a.class_noise_levels), "image": ci, "label": int(y[ci]),
-            "image_mean": curve_mean[:, ci].tolist(),
-            "true_logit_mean": true_logit.mean(1).tolist(),
-            "max_other_logit_mean": max_other.mean(1).tolist(),
-            "expected_logit_accuracy": (true_logit > max_other).mean(1).tolist()},
-        "confusion": {"noise": a.confusion_noise, "matrix": confusion.tolist()},
-        "sensitivity": {"image": si, "noise": a.sensitivity_noise,
-                        "std_max": float(jnp.max(smap.std)),
-                        "mean_shift_max_abs": float(jnp.max(jnp.abs(smap.mean_shift))),
-                        "flip_prob_max": float(jnp.max(smap.flip_prob)),
-                        "seconds": sens_seconds},
+            "image_mean": compact(image_mean), "image_std": compact(image_std),
+            "image_mc_mean": compact(np.stack(mc_class_mean, 1)),  # (S, noise_levels, k)
+            "true_logit_mean": compact(true_logit.mean(-1)),
+            "max_other_logit_mean": compact(max_other.mean(-1)),
+            "expected_logit_accuracy": compact((true_logit > max_other).mean(-1))},
+        "confusion": {"noise": a.confusion_noise, "matrix": compact(confusion)},
+        "sensitivity": {
+            "image": si, "label": int(y[si]), "noise": a.sensitivity_noise,
+            # images (H, W), maps (S, H, W): means over the colour channels
+            "pixels": compact(x[si].mean(-1), 3), "std": compact(smap.std.mean(-1), 3),
+            "mean_shift": compact(smap.mean_shift.mean(-1), 3),
+            "flip_prob_max": compact(jnp.max(smap.flip_prob, axis=(1, 2, 3))),
+            "seconds": sens_seconds},
+        "attacks": attacks,
         "timings": _timings(train_seconds, lin_seconds, lin_compile, times, compiled, mc_times,
-                            mc_compile, n, a.mc_samples),
+                            mc_compile, n, s),
     }
-    run_dir.write_json("results.json", results)
-    curve = (curve_mean[:, ci], np.sqrt(np.maximum(curve_var[:, ci], 0)), true_logit, max_other)
-    _report(run_dir, config, results, tight, levels, curve, mc_means, ci, x, y, confusion, smap, si)
     return results
 
 
-def _timings(train_s, lin_s, lin_compile, times, compiled, mc_times, mc_compile, n, samples):
-    out = {
-        "train_or_restore_seconds": train_s,
+def _timings(train_s, lin_s, lin_compile, times, compiled, mc_times, mc_compile, n, s):
+    """Seconds (compiled programs, all seeds and images) and the speedups over MC."""
+    return {
+        "train_or_restore_seconds": train_s, "images": n, "seeds": s,
         "linearize_seconds": lin_s, "linearize_compile_seconds": lin_compile,
-        "moments_seconds": {m: {str(s): v for s, v in d.items()} for m, d in times.items()},
+        "moments_seconds": {m: {float_key(v): t for v, t in d.items()} for m, d in times.items()},
         "moments_compile_seconds": {m: c[1] for m, c in compiled.items()},
-        "mc_seconds": {str(s): v for s, v in mc_times.items()},
+        "mc_seconds": {float_key(v): t for v, t in mc_times.items()},
         "mc_compile_seconds": mc_compile,
-        "images": n, "mc_samples": samples,
-    }
-    if "exact" in times:
-        out["speedup_exact_incl_linearization"] = {
-            str(s): mc_times[s] / (lin_s + times["exact"][s]) for s in mc_times}
-        out["speedup_exact_moments_only"] = {
-            str(s): mc_times[s] / times["exact"][s] for s in mc_times}
+        "speedup_exact_incl_linearization": {
+            float_key(v): t / (lin_s + times["exact"][v]) for v, t in mc_times.items()},
+        "speedup_exact_moments_only": {
+            float_key(v): t / times["exact"][v] for v, t in mc_times.items()},
         # The linearization is shared by every noise level of the grid.
-        out["speedup_exact_whole_grid"] = (sum(mc_times.values())
-                                           / (lin_s + sum(times["exact"].values())))
-    return out
+        "speedup_exact_whole_grid": sum(mc_times.values()) / (lin_s + sum(times["exact"].values())),
+    }
 
 
 def _run_attacks(net, params, test, cfg: ml_collections.ConfigDict, key) -> dict:
     """Every mode, untargeted and targeted (target = (y + 1) mod C), plus the baseline of
-    isotropic noise N(x, sigma^2 I) with no attack; success verified by sampling. On the
-    first ``cfg.num_images`` correctly classified test images."""
+    isotropic noise N(x, sigma^2 I) with no attack, on every seed; success
+    verified by sampling. On the first ``cfg.num_images`` test images that every seed
+    classifies correctly, so all seeds attack the same images."""
     pool = min(test.images.shape[0], 4 * cfg.num_images)
-    pred = jax.jit(lambda p, v: net.apply({"params": p}, v).argmax(-1))(
-        params, jnp.asarray(test.images[:pool]))
-    correct = np.flatnonzero(np.asarray(pred) == test.labels[:pool])[:cfg.num_images]
-    m = len(correct)
-    x, y = jnp.asarray(test.images[correct]), jnp.asarray(test.labels[correct])
+    xp = jnp.asarray(test.images[:pool])
+    pred = jax.jit(jax.vmap(lambda p: net.apply({"params": p}, xp).argmax(-1)))(params)
+    correct = np.flatnonzero(np.all(np.asarray(pred) == test.labels[:pool], axis=0))
+    chosen = correct[:cfg.num_images]
+    x, y = jnp.asarray(test.images[chosen]), jnp.asarray(test.labels[chosen])
     target = (y + 1) % test.num_classes
-    out: dict = {"num_images": m, "eps": cfg.eps, "sigma": cfg.sigma, "steps": cfg.steps,
-                 "samples": cfg.samples, "objective": cfg.objective,
-                 "relinearize": cfg.relinearize}
-    common = {"sigma": cfg.sigma, "key": key, "lr": cfg.lr, "samples": cfg.samples,
-              "objective": cfg.objective, "relinearize": cfg.relinearize, "method": cfg.method}
+    out: dict = {"num_images": len(chosen), "images": chosen.tolist(), "eps": cfg.eps,
+                 "sigma": cfg.sigma, "steps": cfg.steps, "samples": cfg.samples,
+                 "objective": cfg.objective, "relinearize": cfg.relinearize,
+                 "method": cfg.method}
+    if len(chosen) == 0:
+        return out
+
+    def attack(k, eps, steps, mode, tgt) -> dict:
+        # eps, steps, mode and targeted are traced inside gaussian_attack_models (seeds one
+        # after another, as for Monte Carlo): every call after the first reuses its program.
+        t = time.perf_counter()
+        res = jax.block_until_ready(gaussian_attack_models(
+            net, params, x, y, eps=eps, sigma=cfg.sigma, steps=steps, target=tgt, key=k,
+            mode=mode, lr=cfg.lr, samples=cfg.samples, objective=cfg.objective,
+            relinearize=cfg.relinearize, method=cfg.method))
+        return {
+            "success_rate": compact(res.success_rate),  # (seeds, images)
+            "images_fooled": compact((res.success_rate > 0.5).mean(-1)),  # (seeds,)
+            "closed_form_fooled": compact((res.objective > 0).mean(-1))
+            if cfg.objective == "margin" else None,  # (seeds,)
+            "max_shift": compact(jnp.max(jnp.abs(res.mean - x), axis=(1, 2, 3, 4))),
+            "in_bounds": bool((res.mean >= 0).all() and (res.mean <= 1).all()),
+            "max_std": compact(jnp.max(res.std, axis=(1, 2, 3, 4))),
+            "seconds": time.perf_counter() - t,
+        }
+
+    kinds = (("untargeted", None), ("targeted", target))
     # Baseline: the same program with no mean shift and no steps, i.e. N(x, sigma^2 I).
-    base_u = np.asarray(gaussian_attack(net, params, x, y, eps=0.0, steps=0, mode="mean",
-                                        **common).success_rate)
-    base_t = np.asarray(gaussian_attack(net, params, x, y, eps=0.0, steps=0, mode="mean",
-                                        target=target, **common).success_rate)
     out["baseline_isotropic_noise"] = {
-        "untargeted": {"success_rate": float(base_u.mean()), "images_fooled": float((base_u > 0.5).mean())},
-        "targeted": {"success_rate": float(base_t.mean()), "images_fooled": float((base_t > 0.5).mean())},
-    }
+        name: attack(key, 0.0, 0, "mean", tgt) for name, tgt in kinds}
     for mi, mode in enumerate(cfg.modes):
-        out[mode] = {}
-        for ti, (name, tgt) in enumerate((("untargeted", None), ("targeted", target))):
-            t = time.perf_counter()
-            kw = {**common, "key": jax.random.fold_in(key, 2 * mi + ti + 1)}
-            res = gaussian_attack(net, params, x, y, eps=cfg.eps, steps=cfg.steps, target=tgt,
-                                  mode=mode, **kw)
-            res = jax.block_until_ready(res)
-            rate = np.asarray(res.success_rate)
-            out[mode][name] = {
-                "success_rate": float(rate.mean()),
-                "images_fooled": float((rate > 0.5).mean()),
-                "closed_form_fooled": float((np.asarray(res.objective) > 0).mean())
-                if cfg.objective == "margin" else None,
-                "max_shift": float(jnp.max(jnp.abs(res.mean - x))),
-                "in_bounds": bool((res.mean >= 0).all() and (res.mean <= 1).all()),
-                "max_std": float(jnp.max(res.std)),
-                "seconds": time.perf_counter() - t,
-            }
+        out[mode] = {name: attack(jax.random.fold_in(key, 2 * mi + ti + 1), cfg.eps, cfg.steps,
+                                  mode, tgt) for ti, (name, tgt) in enumerate(kinds)}
     return out
-
-
-def _report(run_dir, config, r, tight, levels, curve, mc_means, ci, x, y, confusion, smap,
-            si) -> None:
-    import matplotlib.pyplot as plt
-
-    a = config.analytic
-    methods = list(a.methods)
-    # Figures.
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for m in methods:
-        for ax, key in zip(axes, ("mean_error", "var_error")):
-            mu = np.array([tight[m][s][key] for s in levels])
-            sd = np.array([tight[m][s][key + "_std"] for s in levels])
-            ax.plot(levels, mu, marker="o", label=m)
-            ax.fill_between(levels, np.maximum(mu - sd, 1e-6), mu + sd, alpha=0.2)
-    for ax, title in zip(axes, ("output mean", "output variance")):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("noise sigma")
-        ax.set_ylabel("symmetric relative error vs MC")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig_tight = run_dir.figure("tightness.png", fig)
-
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    cl = np.asarray(a.class_noise_levels)
-    means, stds, true_logit, max_other = curve
-    colors = plt.cm.tab10(np.arange(means.shape[1]) % 10)
-    for c in range(means.shape[1]):
-        lw = 2.5 if c == int(y[ci]) else 1.0
-        ax.plot(cl, means[:, c], color=colors[c], lw=lw, label=str(c))
-        ax.fill_between(cl, means[:, c] - stds[:, c], means[:, c] + stds[:, c], color=colors[c],
-                        alpha=0.08)
-        ax.scatter(levels, [mm[ci, c] for mm in mc_means], color=colors[c], marker="x", s=18)
-    ax.set_xlabel("noise sigma")
-    ax.set_ylabel("expected logit")
-    ax.set_title(f"image {ci} (label {int(y[ci])}): exact (lines, ±1 sd), MC (x)", fontsize=9)
-    ax.legend(ncol=2, fontsize=7)
-    ax.grid(alpha=0.3)
-    for vals, name in ((true_logit, "E[g_y], true class"), (max_other, "max other E[g_j]")):
-        m, sd = vals.mean(1), vals.std(1)
-        ax2.plot(cl, m, label=name)
-        ax2.fill_between(cl, m - sd, m + sd, alpha=0.2)
-    ax2.set_xlabel("noise sigma")
-    ax2.set_title(f"mean ± std over {true_logit.shape[1]} images", fontsize=9)
-    ax2.grid(alpha=0.3)
-    ax2.legend(fontsize=8)
-    fig_class = run_dir.figure("class_means.png", fig)
-
-    fig, ax = plt.subplots(figsize=(4.6, 4))
-    im = ax.imshow(confusion, cmap="viridis")
-    ax.set_xlabel("class j")
-    ax.set_ylabel("true class c")
-    ax.set_title(f"P(g_j > g_c), sigma={a.confusion_noise}")
-    ax.set_xticks(range(confusion.shape[0]))
-    ax.set_yticks(range(confusion.shape[0]))
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig_conf = run_dir.figure("confusion.png", fig)
-
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
-    panels = ((x[si][..., 0], "image", "gray"),
-              (np.asarray(smap.std)[..., 0], "sd of true logit", "magma"),
-              (np.asarray(smap.mean_shift)[..., 0], "shift of E[true logit]", "coolwarm"))
-    for ax, (img, title, cmap) in zip(axes, panels):
-        if cmap == "coolwarm":
-            lim = float(np.abs(img).max()) or 1.0
-            h = ax.imshow(img, cmap=cmap, vmin=-lim, vmax=lim)
-        else:
-            h = ax.imshow(img, cmap=cmap)
-        ax.set_title(title)
-        ax.axis("off")
-        fig.colorbar(h, ax=ax, fraction=0.046)
-    fig.suptitle(f"one-pixel noise sigma={a.sensitivity_noise}, image {si} (label {int(y[si])})")
-    fig_sens = run_dir.figure("sensitivity.png", fig)
-
-    # Tables.
-    rows = []
-    for s in levels:
-        for m in methods:
-            t = tight[m][s]
-            rows.append([s, m, f"{t['mean_error']:.4f} ± {t['mean_error_std']:.4f}",
-                         f"{t['var_error']:.4f} ± {t['var_error_std']:.4f}",
-                         f"{t['var_ratio_mc_over_analytic']:.3f}",
-                         f"{r['mc_var_relative_se'][str(s)]:.4f}"])
-    table = report.table(["sigma", "method", "mean error", "variance error",
-                          "var ratio MC/analytic", "MC rel. s.e. of var"], rows)
-    sentence = ""
-    if r["exact_vs_zero_mean"]:
-        parts = [f"sigma={s}: {v['exact']:.3f} vs {v['zero_mean']:.3f} "
-                 f"({v['zero_mean_over_exact']:.1f}x)" for s, v in
-                 ((float(k), v) for k, v in r["exact_vs_zero_mean"].items())]
-        verdict = ("at least as tight as" if r["exact_at_least_as_tight"]
-                   else "NOT uniformly at least as tight as")
-        sentence = (f"The exact general-mean covariance is {verdict} the paper's zero-mean "
-                    f"form at every noise level; symmetric relative error of the output "
-                    f"variance, exact vs zero_mean: " + "; ".join(parts) + ".\n")
-    att = r["attacks"]
-    arows = [["isotropic noise (no attack)", "-",
-              f"{att['baseline_isotropic_noise']['untargeted']['success_rate']:.3f}",
-              f"{att['baseline_isotropic_noise']['untargeted']['images_fooled']:.3f}",
-              f"{att['baseline_isotropic_noise']['targeted']['success_rate']:.3f}",
-              f"{att['baseline_isotropic_noise']['targeted']['images_fooled']:.3f}"]]
-    for mode in a.attack.modes:
-        u, tg = att[mode]["untargeted"], att[mode]["targeted"]
-        arows.append([mode, f"{max(u['max_shift'], tg['max_shift']):.3f}",
-                      f"{u['success_rate']:.3f}", f"{u['images_fooled']:.3f}",
-                      f"{tg['success_rate']:.3f}", f"{tg['images_fooled']:.3f}"])
-    atable = report.table(["attack mode", "max abs shift", "untargeted: sample success",
-                           "untargeted: images fooled", "targeted: sample success",
-                           "targeted: images fooled"], arows)
-    tm = r["timings"]
-    trows = [[s, f"{tm['mc_seconds'][str(s)]:.2f}"]
-             + [f"{tm['moments_seconds'][m][str(s)]:.4f}" for m in methods]
-             + ([f"{tm['speedup_exact_incl_linearization'][str(s)]:.0f}x",
-                 f"{tm['speedup_exact_moments_only'][str(s)]:.0f}x"] if "exact" in methods else [])
-             for s in levels]
-    theader = (["sigma", "MC s"] + [f"{m} s" for m in methods]
-               + (["MC / (linearize + exact)", "MC / exact"] if "exact" in methods else []))
-    text = (
-        f"# Analytic Gaussian moments: {config.model.name} on {config.data.name}\n\n"
-        f"Test accuracy {r['test_accuracy']:.4f}. Two-stage linearization at `{r['layer']}`; "
-        f"{r['num_images']} test images, x ~ N(image, sigma^2 I); Monte Carlo with "
-        f"{r['mc_samples']} samples through the real network. Errors are the symmetric "
-        f"relative error 2|a-b|/(|a|+|b|) (Euclidean norm over the {confusion.shape[0]} "
-        f"logits) of the analytic vs the MC output mean and output variances, mean ± std "
-        f"over images. The mean is exact for every method (the methods differ in the "
-        f"covariance only).\n\n" + table + "\n" + sentence + "\n"
-        f"![tightness]({fig_tight})\n\n"
-        f"## Gaussian attacks\n\n{att['num_images']} correctly classified test images, eps={att['eps']} (L-inf mean "
-        f"shift), per-pixel sd <= {att['sigma']}, {att['steps']} Adam steps on the "
-        f"closed-form {att['objective']} objective (linearized at the "
-        f"{'current mean' if att['relinearize'] else 'clean image'}), success verified "
-        f"with {att['samples']} samples through the real network per image (targeted: "
-        f"class y+1). 'sample success' is the mean fraction of fooling samples, 'images "
-        f"fooled' the fraction of images fooled by more than half of them.\n\n" + atable + "\n"
-        f"## Timings (seconds for all {r['num_images']} images, compiled)\n\n"
-        f"Linearization {tm['linearize_seconds']:.2f} s (once per image, shared by all "
-        f"noise levels and methods).\n\n" + report.table(theader, trows) + "\n"
-        f"Over the whole noise grid (one linearization per image): MC / (linearize + exact) "
-        f"= {tm.get('speedup_exact_whole_grid', float('nan')):.0f}x.\n\n"
-        f"## Uses\n\nExpected-logit accuracy (argmax of the exact E[g] equals the label) "
-        f"over the {r['num_images']} images, by noise level: "
-        + ", ".join(f"sigma={s}: {v:.2f}" for s, v in zip(
-            r["class_means"]["noise_levels"], r["class_means"]["expected_logit_accuracy"]))
-        + f".\n\n![class means]({fig_class})\n\n![confusion]({fig_conf})\n\n"
-        f"![sensitivity]({fig_sens})\n"
-    )
-    run_dir.write_report(text)

@@ -4,7 +4,8 @@
   position, colored by a per-unit value or class.
 * :func:`hit_maps`: rows of panels (one panel per layer): units colored by their
   majority class, opacity = class purity, empty units blank; optional U-matrix row.
-* :func:`measures_vs_depth`: the per-layer measures against layer depth.
+* :func:`versus_depth`: per-layer measures against depth, mean over seeds with the 95%
+  seed band, shallow and deep layers marked.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from matplotlib.collections import PatchCollection
 from matplotlib.patches import Patch, RegularPolygon
 
+from experiments import render
 from som.grid import Grid
 
 
@@ -46,16 +48,14 @@ def draw_map(ax, grid: Grid, colors: np.ndarray, title: str = "") -> None:
         ax.set_title(title, fontsize=8)
 
 
-def class_colors(hits: np.ndarray) -> np.ndarray:
-    """(M, 4) RGBA: majority class color (tab10), alpha = purity; empty units white."""
-    hits = np.asarray(hits, float)
-    total = hits.sum(-1)
+def class_colors(majority: np.ndarray, purity: np.ndarray) -> np.ndarray:
+    """(M, 4) RGBA: majority class color (tab10), alpha = purity; units without hits white."""
+    majority, purity = np.asarray(majority), np.asarray(purity, float)
     cmap = plt.get_cmap("tab10")
-    out = np.ones((hits.shape[0], 4))
-    for j in np.flatnonzero(total > 0):
-        k = int(hits[j].argmax())
-        out[j] = cmap(k % 10)
-        out[j, 3] = 0.25 + 0.75 * hits[j, k] / total[j]
+    out = np.ones((majority.shape[0], 4))
+    for j in np.flatnonzero(majority >= 0):
+        out[j] = cmap(int(majority[j]) % 10)
+        out[j, 3] = 0.25 + 0.75 * purity[j]
     return out
 
 
@@ -66,38 +66,47 @@ def value_colors(values: np.ndarray, cmap: str = "bone_r") -> np.ndarray:
     return plt.get_cmap(cmap)((v - v.min()) / span if span > 0 else np.zeros_like(v))
 
 
-def hit_maps(grid: Grid, layers: Sequence[str], rows: Sequence[tuple[str, Sequence[np.ndarray]]],
-             u_matrices: Sequence[np.ndarray] | None = None, num_classes: int = 10):
-    """A figure with one column per layer: each ``rows`` entry is (label, per-layer
-    (M, C) class hits); an optional last row shows each layer's U-matrix."""
+def hit_maps(grid: Grid, layers: Sequence[str],
+             rows: Sequence[tuple[str, dict[str, Sequence]]],
+             u_matrices: Sequence[np.ndarray] | None = None, num_classes: int = 10,
+             title: str = ""):
+    """A figure with one column per layer: each ``rows`` entry is (label, {"majority_class":
+    (L, M), "purity": (L, M)}); an optional last row shows each layer's U-matrix."""
     n_rows = len(rows) + (u_matrices is not None)
     fig, axes = plt.subplots(n_rows, len(layers), figsize=(2.3 * len(layers), 2.3 * n_rows),
                              squeeze=False)
-    for r, (label, hits) in enumerate(rows):
+    for r, (label, maps) in enumerate(rows):
         for c, name in enumerate(layers):
-            draw_map(axes[r, c], grid, class_colors(hits[c]), f"{name}: {label}")
+            colors = class_colors(maps["majority_class"][c], maps["purity"][c])
+            draw_map(axes[r, c], grid, colors, f"{name}: {label}")
     if u_matrices is not None:
         for c, name in enumerate(layers):
             draw_map(axes[-1, c], grid, value_colors(u_matrices[c]), f"{name}: U-matrix")
     cmap = plt.get_cmap("tab10")
     fig.legend(handles=[Patch(color=cmap(k % 10), label=str(k)) for k in range(num_classes)],
                loc="lower center", ncol=num_classes, fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, -0.02))
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+               bbox_to_anchor=(0.5, -0.02), title="majority true label of a unit's inputs",
+               title_fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
-def measures_vs_depth(layers: Sequence[str], panels: Sequence[tuple[str, dict[str, Sequence]]]):
-    """One panel per (ylabel, {series name: per-layer values}) against layer depth."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)
+def versus_depth(layers: Sequence[str], shallow: Sequence[str],
+                 panels: Sequence[tuple[str, str, dict[str, np.ndarray]]]):
+    """One panel per (title, y label, {series: (seeds, layers) values}) against the layers,
+    each the mean over seeds with its 95% seed band (:func:`experiments.render.curves`);
+    a dotted line separates the shallow layers from the deep ones."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.0), squeeze=False)
     x = np.arange(1, len(layers) + 1)
-    for ax, (ylabel, series) in zip(axes[0], panels):
-        for name, ys in series.items():
-            ax.plot(x, np.asarray(ys, float), marker="o", ms=4, label=name)
+    split = len(shallow) + 0.5
+    for ax, (title, ylabel, series) in zip(axes[0], panels):
+        render.curves(x, series, "layer, input to output (dotted line: shallow | deep)",
+                      ylabel, title, ax=ax)
         ax.set_xticks(x, layers)
-        ax.set_xlabel("layer (input -> output)")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.axvline(split, color="0.4", ls=":", lw=1)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2,
+                  frameon=False)
     fig.tight_layout()
     return fig

@@ -118,7 +118,7 @@ def test_batched_jitted_and_differentiable(net_params):
     mus = 0.5 * jax.random.normal(jax.random.PRNGKey(7), (5, *SHAPE))
     covs = 0.1 + jax.random.uniform(jax.random.PRNGKey(8), (5, *SHAPE))
     # zero_mean: the same pairwise code path as exact, cheaper to compile (the exact
-    # method runs batched, through lax.map, in tests/analytic/test_analytic_study.py).
+    # method runs batched, through lax.map, in tests/experiments/test_analytic_lens.py).
     one = jmoments(lin, mus[3], covs[3], "zero_mean")
     fn = jax.jit(chex.assert_max_traces(
         lambda m, c: batched_moments(lin, m, c, "zero_mean", shared_lin=True, batch_size=2), n=1))

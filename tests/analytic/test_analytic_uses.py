@@ -63,3 +63,12 @@ def test_sensitivity_map_is_one_pixel_moments():
     np.testing.assert_allclose(smap.mean_shift.reshape(-1)[p], ref.mean[1] - clean[1], atol=1e-5)
     assert float(smap.std.reshape(-1)[4]) == 0.0 and float(smap.mean_shift.reshape(-1)[4]) == 0.0
     assert bool(((smap.flip_prob >= 0) & (smap.flip_prob <= 1)).all())
+
+
+def test_true_vs_best_other_by_hand_and_vmapped():
+    mean = jnp.array([[1.0, 3.0, 2.0], [5.0, -1.0, 4.0]])
+    labels = jnp.array([1, 2])
+    true, best = jax.jit(jax.vmap(uses.true_vs_best_other))(mean, labels)
+    np.testing.assert_array_equal(true, [3.0, 4.0])
+    np.testing.assert_array_equal(best, [2.0, 5.0])  # the label's own logit is excluded
+    assert list(np.asarray(true > best)) == [True, False]  # argmax correct / wrong

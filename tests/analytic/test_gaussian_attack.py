@@ -1,11 +1,12 @@
-"""attacks/gaussian.py: Gaussian attacks through the closed-form moments."""
+"""analytic/gaussian_attack.py (moved from attacks/gaussian.py): Gaussian attacks
+through the closed-form moments."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from analytic.gaussian_attack import gaussian_attack
+from analytic.gaussian_attack import gaussian_attack, gaussian_attack_models
 from nets import models
 
 SHAPE = (4, 4, 1)
@@ -73,3 +74,20 @@ def test_probability_objective_and_bad_arguments(setup):
                         objective="x")
     with pytest.raises(ValueError, match="eps >= 0"):
         gaussian_attack(net, params, x, y, eps=-0.1, sigma=0.1, key=jax.random.PRNGKey(0))
+
+
+def test_stacked_models_equal_one_attack_per_model(setup):
+    net, params, x, y = setup
+    other = jax.tree.map(lambda p: 0.9 * p, params)
+    stacked = jax.tree.map(lambda *p: jnp.stack(p), params, other)
+    key = jax.random.PRNGKey(7)
+    kw = {"eps": 0.1, "sigma": 0.2, "steps": 10, "mode": "both", "samples": 100}
+    both = gaussian_attack_models(net, stacked, x, y, key=key, **kw)
+    assert both.mean.shape == (2, *x.shape) and both.success_rate.shape == (2, x.shape[0])
+    for i, (p, k) in enumerate(zip((params, other), jax.random.split(key, 2))):
+        one = gaussian_attack(net, p, x, y, key=k, **kw)
+        np.testing.assert_allclose(both.mean[i], one.mean, atol=1e-5)
+        np.testing.assert_allclose(both.std[i], one.std, atol=1e-5)
+        np.testing.assert_allclose(both.success_rate[i], one.success_rate, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown mode"):
+        gaussian_attack_models(net, stacked, x, y, key=key, eps=0.1, sigma=0.1, mode="x")

@@ -69,3 +69,15 @@ def test_other_layers_and_errors(lenet):
         linearize.linearize(net, params, x, layer="relu9")
     with pytest.raises(ValueError, match="no ReLU"):
         linearize.last_hidden_relu(models.Net((models.Layer("flatten", "flatten"),)))
+
+
+def test_batch_equals_one_linearization_per_input():
+    net = models.mlp(num_classes=3, hidden=(8, 6))  # split at relu2: a real Jacobian
+    params = _init(net, (3, 3, 1))
+    xs = jax.random.uniform(jax.random.PRNGKey(5), (5, 3, 3, 1))
+    batch = jax.jit(lambda v: linearize.linearize_batch(net, params, v, batch_size=2))(xs)
+    assert batch.A.shape == (5, 6, 9) and batch.c2.shape == (5, 3)
+    one = jax.jit(lambda v: linearize.linearize(net, params, v))
+    for i in range(5):  # 5 = two groups of 2 and a remainder
+        for got, want in zip(batch, one(xs[i])):
+            np.testing.assert_allclose(got[i], want, rtol=1e-5, atol=1e-6)

@@ -45,3 +45,19 @@ def test_bad_arguments():
                               samples=150, chunk=100)
     with pytest.raises(ValueError, match="neither"):
         montecarlo.sample_inputs(jax.random.PRNGKey(0), jnp.zeros(2), jnp.ones((3, 3)), 4)
+
+
+def test_batch_is_one_mc_moments_per_input_with_split_keys():
+    W = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
+
+    def fn(x):
+        return jnp.tanh(x.reshape(x.shape[0], -1) @ W)
+
+    mus = jax.random.uniform(jax.random.PRNGKey(1), (5, 2, 2))
+    key = jax.random.PRNGKey(2)
+    out = montecarlo.mc_moments_batch(fn, mus, 0.2, key, samples=400, chunk=200, batch_size=2)
+    assert out.mean.shape == (5, 3) and out.cov.shape == (5, 3, 3)
+    for i, k in enumerate(jax.random.split(key, 5)):
+        one = montecarlo.mc_moments(fn, mus[i], 0.2, k, samples=400, chunk=200)
+        np.testing.assert_allclose(out.mean[i], one.mean, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out.cov[i], one.cov, rtol=1e-4, atol=1e-6)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from jax.tree_util import Partial
 
 from attacks import evaluate, gradient, minimal
-from attacks.common import model_logits_fn
+from attacks.common import example_keys, model_logits_fn, random_start
 from nets import data, models, train
 
 BUDGETED = {
@@ -47,8 +47,7 @@ def trained():
     """An MLP trained briefly on digits (about 95% test accuracy)."""
     tr, te = data.load("digits", "train"), data.load("digits", "test")
     net = models.mlp(hidden=(64,))
-    states, _ = train.fit(net, tr, te, train.TrainSpec(epochs=8, learning_rate=3e-3),
-                          progress=False)
+    states, _ = train.fit(net, tr, te, train.TrainSpec(epochs=8, learning_rate=3e-3))
     fn = model_logits_fn(net, train.select(states, 0)["params"])
     return fn, jnp.asarray(te.images[:200]), jnp.asarray(te.labels[:200])
 
@@ -226,3 +225,45 @@ def test_robust_accuracy_matches_direct_attacks_and_min_eps(trained):
     d = out["deepfool"]["min_eps"]
     for j, eps in enumerate(grids["l2"]):
         assert out["deepfool"]["accuracy"][j] == pytest.approx(np.mean(d > eps))
+    for name in attacks:  # the per-example mask is what the accuracy averages
+        correct = out[name]["correct"]
+        assert correct.shape == (3, 100) and correct.dtype == bool
+        np.testing.assert_array_equal(out[name]["accuracy"], correct.mean(1))
+
+
+def test_robust_accuracy_per_example_does_not_depend_on_the_chunking(trained):
+    # PGD draws a random start per example from fold_in(key, i): chunks of 64 (the last
+    # padded) and 23 (five chunks) give the same per-example masks as one chunk of 128.
+    fn, x, y = trained
+    attacks = {"pgd": evaluate.make_attack("pgd", steps=3),
+               "pgd_l2": evaluate.make_attack("pgd_l2", steps=3, restarts=2)}
+    grids = {"linf": [0.0, 0.1, 0.2], "l2": [0.0, 1.5]}
+    runs = [evaluate.robust_accuracy(fn, x[:128], y[:128], attacks, grids,
+                                     key=jax.random.PRNGKey(5), chunk=c) for c in (128, 64, 23)]
+    for name in attacks:
+        for other in runs[1:]:
+            np.testing.assert_array_equal(other[name]["correct"], runs[0][name]["correct"])
+            np.testing.assert_array_equal(other[name]["min_eps"], runs[0][name]["min_eps"])
+    # and the first 64 examples alone get the same results as inside the batch of 128
+    head = evaluate.robust_accuracy(fn, x[:64], y[:64], attacks, grids,
+                                    key=jax.random.PRNGKey(5), chunk=64)
+    np.testing.assert_array_equal(head["pgd"]["correct"], runs[0]["pgd"]["correct"][:, :64])
+    with pytest.raises(ValueError, match="chunk must be >= 1"):
+        evaluate.robust_accuracy(fn, x[:8], y[:8], attacks, grids, key=jax.random.PRNGKey(0),
+                                 chunk=0)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_random_start_with_one_key_per_example_draws_each_row_from_its_key(norm):
+    x = jax.random.uniform(jax.random.PRNGKey(0), (5, 6, 6, 1))
+    keys = example_keys(jax.random.PRNGKey(1), 5)
+    assert keys.shape == (5, 2)
+    np.testing.assert_array_equal(keys[3], jax.random.fold_in(jax.random.PRNGKey(1), 3))
+    batch = random_start(keys, x, 0.3, norm, (0.0, 1.0))
+    for i in range(5):
+        alone = random_start(keys[i], x[i:i + 1], 0.3, norm, (0.0, 1.0))
+        np.testing.assert_array_equal(batch[i], alone[0])
+    assert not np.array_equal(batch[0] - x[0], batch[1] - x[1])  # rows differ
+    typed = jax.random.key(1)  # typed keys: one per example too
+    batch_typed = random_start(example_keys(typed, 5), x, 0.3, norm, (0.0, 1.0))
+    assert batch_typed.shape == x.shape

@@ -1,4 +1,5 @@
-"""attacks/weights.py, attacks/weights_sweep.py and the ``weights`` task.
+"""attacks/weights.py and attacks/weights_sweep.py (the lens end to end is in
+tests/experiments/test_weights_lens.py).
 
 Oracles are independent of the implementation where possible: counts of zeros against
 Python's ``round(p * n)``, a Python loop over (p, trial) with full forward passes and
@@ -7,8 +8,6 @@ checks with tolerances derived from the sample size.
 """
 
 import functools
-import json
-from pathlib import Path
 
 import chex
 import jax
@@ -21,11 +20,8 @@ from scipy import stats
 
 from attacks import weights as W
 from attacks import weights_sweep as S
-from experiments import cli
 from nets import data, models
-from nets import train as train_lib
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = jax.random.PRNGKey(0)
 ENTRYWISE = ("synapse_knockout", "mutation", "resample")
 
@@ -197,8 +193,7 @@ def test_label_rank_breaks_ties_like_argmax():
 
 
 def test_vmapped_sweep_equals_a_python_loop(net, params):
-    # The end-to-end test's settings and shapes (450 images = 3 chunks of 128 + a padded
-    # 66), so the compiled sweeps are shared with it.
+    # 450 images = 3 chunks of 128 + a padded 66: the padding must not count.
     te = data.load("digits", "test")
     images, labels = te.images, te.labels
     ps, trials = (0.0, 0.7, 1.0), 2
@@ -232,61 +227,53 @@ def test_sweep_does_not_recompile_for_the_same_shapes(net, params):
     x, y = jnp.asarray(te.images[:32]), jnp.asarray(te.labels[:32])
     run = functools.partial(S.sweep_accuracy, net, layer="fc2", kind="mutation", chunk=16)
     run(params, x, y, [0.0, 0.5], jax.random.split(KEY, 3))
-    size = S.sweep_counts._cache_size()
+    size = S.layer_counts._cache_size()
     other = jax.tree.map(lambda a: a * 2, params)
     run(other, x[::-1], y[::-1], (0.2, 0.9), jax.random.split(KEY + 1, 3))
-    assert S.sweep_counts._cache_size() == size
+    assert S.layer_counts._cache_size() == size
 
 
-# --- the task end to end ----------------------------------------------------------------
-
-TINY = ["--config.train.epochs=2", "--config.weights.trials=2",
-        "--config.weights.p=(0.0,0.7,1.0)", "--config.weights.layers=('conv1','fc3')",
-        "--config.weights.kinds=('synapse_knockout','node_knockout')",
-        "--config.weights.targets=('weights',)", "--no-progress"]
+def stack(trees):
+    return jax.tree.map(lambda *a: jnp.stack(a), *trees)
 
 
-def test_weights_task_end_to_end(tmp_path, monkeypatch, capsys):
-    config = str(ROOT / "configs" / "weights.py")
-    results = cli.main(["--config", config, f"--workdir={tmp_path}", *TINY])
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["p"] == [0.0, 0.7, 1.0] and saved["trials"] == 2
-    names = ["synapse_knockout/weights", "node_knockout"]
-    assert sorted(saved["accuracy"]) == sorted(names) == sorted(saved["top5"])
-    for name in names:
-        assert sorted(saved["accuracy"][name]) == ["conv1", "fc3"]
-        for layer in ("conv1", "fc3"):
-            by_p = saved["accuracy"][name][layer]
-            assert sorted(by_p) == ["0.0", "0.7", "1.0"]
-            for v in by_p.values():
-                assert set(v) >= {"mean", "std", "relative_mean", "relative_std"}
-                assert 0 <= v["mean"] <= 1 and v["std"] >= 0 and len(v["trials"]) == 2
-            # p = 0 is the clean network, exactly, in every trial
-            assert by_p["0.0"]["mean"] == saved["clean"]["top1"] and by_p["0.0"]["std"] == 0
-            assert by_p["0.0"]["relative_mean"] == pytest.approx(1.0)
-    # every unit of the last layer removed: constant logits, argmax = class 0
-    zero = saved["accuracy"]["node_knockout"]["fc3"]["1.0"]["mean"]
-    assert zero == pytest.approx(np.mean(data.load("digits", "test").labels == 0))
-    cmp = saved["paper_comparison"]
-    assert cmp["p"] == 0.7 and cmp["most_fragile"] in ("conv1", "fc3")
-    assert results["paper_comparison"] == cmp
-    report = (tmp_path / "report.md").read_text()
-    assert "Most fragile layer" in report and "Comparison with the paper" in report
-    for name in names:
-        png = f"weights_{name.replace('/', '_')}.png"
-        assert (tmp_path / png).stat().st_size > 0 and f"]({png})" in report
-    # Again in the same folder: the model comes from the checkpoint (no training step),
-    # and the sweep gives the same numbers.
-    def no_training(*args, **kwargs):
-        def refuse(*a, **k):
-            raise AssertionError("trained again instead of restoring the checkpoint")
-        return refuse
+def test_stacked_sweep_equals_one_sweep_per_model(net, params):
+    """All settings of a layer in one call, S models in one call: the same numbers as
+    each model swept alone, and one compile per layer however many models and kinds."""
+    te = data.load("digits", "test")
+    x, y = te.images[:40], te.labels[:40]
+    models_ = [params, jax.tree.map(lambda a: -a, params), jax.tree.map(lambda a: a * 3, params)]
+    keys = jax.random.split(jax.random.PRNGKey(11), 3)
+    targets = ("weights", "biases")
+    kinds = ("node_knockout", "mutation")
+    kw = {"ps": (0.0, 0.4, 1.0), "trials": 2, "kinds": kinds, "targets": targets,
+          "layers": ("fc2", "fc3"), "chunk": 16}
+    before = S.layer_counts._cache_size()
+    out = S.sweep(net, stack(models_), x, y, keys, stacked=True, **kw)
+    assert S.layer_counts._cache_size() == before + 2  # one program per layer
+    assert sorted(out) == ["mutation/biases", "mutation/weights", "node_knockout"]
+    for i, prm in enumerate(models_):
+        alone = S.sweep(net, prm, x, y, keys[i], **kw)
+        for name in alone:
+            for layer in ("fc2", "fc3"):
+                for metric in ("top1", "topk"):
+                    assert out[name][layer][metric].shape == (3, 3, 2)
+                    np.testing.assert_array_equal(out[name][layer][metric][i],
+                                                  alone[name][layer][metric])
+    # and a setting swept on its own gives the numbers it gets among the others
+    k1, _ = S.sweep_accuracy(net, params, x, y, kw["ps"],
+                             S.trial_keys(keys[0], "mutation", "biases", "fc3", 2),
+                             layer="fc3", kind="mutation", target="biases", chunk=16)
+    np.testing.assert_array_equal(k1, out["mutation/biases"]["fc3"]["top1"][0])
 
-    monkeypatch.setattr(train_lib, "make_epoch_fn", no_training)
-    again = cli.main(["--config", config, f"--workdir={tmp_path}", *TINY])
-    assert again["accuracy"] == results["accuracy"]
-    # a bad weights key is one clear line
-    with pytest.raises(SystemExit) as info:
-        cli.main(["--config", config, f"--workdir={tmp_path}", *TINY,
-                     "--config.weights.kinds=('dropout',)"])
-    assert info.value.code != 0 and "weights.kinds: unknown ['dropout']" in capsys.readouterr().err
+
+def test_stacked_clean_accuracy_equals_each_model(net, params):
+    te = data.load("digits", "test")
+    x, y = te.images[:50], te.labels[:50]
+    models_ = [params, jax.tree.map(lambda a: a * 0.5 + 0.01, params)]
+    top1, top5 = S.clean_accuracy(net, stack(models_), x, y, chunk=16, stacked=True)
+    for i, prm in enumerate(models_):
+        z = np.asarray(net.apply({"params": prm}, x))
+        assert top1[i] == pytest.approx((z.argmax(-1) == y).mean())
+        order = np.argsort(-z, axis=-1, kind="stable")[:, :5]
+        assert top5[i] == pytest.approx((order == y[:, None]).any(-1).mean())

@@ -1,21 +1,24 @@
-"""The minmax task end to end through scripts/run.py (tiny settings), its config checks,
-and the verdict logic on constructed numbers."""
+"""The minmax lens end to end through the command line (tiny settings), and its config
+checks."""
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from experiments import cli as run_script
 from experiments import config as config_lib
-from experiments.minmax import protocol as study
+from experiments.minmax import LENS, claims
+from experiments.minmax import protocol as minmax_protocol
 
 ROOT = Path(__file__).resolve().parents[2]
 
 TINY = ["--config.data.name=synthetic", "--config.train.epochs=2", "--config.train.batch_size=128",
         "--config.minmax.lambdas=(0.0, 30.0)",
-        "--config.minmax.seeds=(0, 1)", "--config.minmax.images=32",
-        "--config.minmax.chunk=32", "--config.minmax.pgd_steps=2",
+        "--config.minmax.seeds=(0, 1)", "--config.minmax.images=24",
+        "--config.minmax.chunk=24", "--config.minmax.pgd_steps=2",
         "--config.minmax.linf_eps=(0.0, 0.1)"]
 
 
@@ -24,34 +27,48 @@ def run(tmp_path, *args):
                             f"--workdir={tmp_path}", *args])
 
 
-def test_minmax_study_writes_results_report_and_per_epoch_stats(tmp_path):
+def test_minmax_lens_writes_results_findings_report_and_per_epoch_stats(tmp_path):
     results = run(tmp_path, *TINY)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["verdict"] == json.loads(json.dumps(results["verdict"]))
+    assert saved == json.loads(json.dumps(results))
     assert saved["lambdas"] == [0.0, 30.0] and saved["seeds"] == [0, 1]
-    assert set(saved["by_lambda"]) == {"0", "30"}
-    for entry in saved["by_lambda"].values():
-        assert len(entry["test_accuracy"]["per_seed"]) == 2
-        f = entry["layers"]["conv2"]["fuzziness"]
-        assert 0 < f["init"]["mean"] < 1 and 0 < f["end"]["mean"] < 1
-        assert set(entry["layers"]["conv1"]) >= {"minmax_index", "kurtosis", "small_fraction"}
+    assert saved["eps"] == [0.0, 0.1] and saved["images"] == 24
+    assert set(saved["test_accuracy"]) == {"0", "30"}
+    for lam in ("0", "30"):
+        assert len(saved["test_accuracy"][lam]) == 2
+        f = np.asarray(saved["stats"]["fuzziness"]["conv2"][lam])
+        assert f.shape == (2, 3) and np.all((0 < f) & (f < 1))  # (seeds, epochs + 1)
+        assert np.asarray(saved["clean_correct"][lam]).shape == (2, 24)
         for name in ("fgsm", "pgd"):
-            r = entry["robust_accuracy"][name]
-            assert len(r["mean"]) == 2 and r["mean"][1] <= r["mean"][0]  # eps 0.1 <= clean
-    by = saved["by_lambda"]
+            acc = np.asarray(saved["robust_accuracy"][name][lam])  # (seeds, eps)
+            assert acc.shape == (2, 2) and np.all(acc[:, 1] <= acc[:, 0])  # eps 0.1 <= clean
+            per_image = np.asarray(saved["robust_per_image"][name][lam])
+            assert per_image.shape == (2, 24)
+            # The per-image values are the eps > 0 column of the accuracy curve, per image.
+            np.testing.assert_allclose(per_image.mean(1), acc[:, 1])
+        # Clean correctness per image is the eps = 0 attack (no perturbation), per seed.
+        np.testing.assert_allclose(np.mean(saved["clean_correct"][lam], 1),
+                                   np.asarray(saved["robust_accuracy"]["pgd"][lam])[:, 0])
     # Same seeds, same init: the penalty leaves the init alone and lowers F by the end.
-    assert by["30"]["layers"]["conv1"]["fuzziness"]["init"] == by["0"]["layers"]["conv1"]["fuzziness"]["init"]
-    assert by["30"]["layers"]["conv2"]["fuzziness"]["end"]["mean"] < by["0"]["layers"]["conv2"]["fuzziness"]["end"]["mean"]
-    assert saved["verdict"]["a"]["answer"] in ("yes", "partly", "no")
-    assert saved["verdict"]["b"]["answer"] in ("yes", "no")
+    f0 = np.asarray(saved["stats"]["fuzziness"]["conv2"]["0"])
+    f30 = np.asarray(saved["stats"]["fuzziness"]["conv2"]["30"])
+    np.testing.assert_array_equal(f0[:, 0], f30[:, 0])
+    assert np.all(f30[:, -1] < f0[:, -1])
+    # The findings: one per claim, a verdict and finite-or-null interval ends.
+    findings = saved["findings"]
+    assert [f["claim"] for f in findings] == [c.text for c in claims.CLAIMS]
+    for f in findings:
+        assert f["verdict"] in ("yes", "no", "inconclusive")
+        for end in ("estimate", "lo", "hi"):
+            assert f[end] is None or math.isfinite(f[end])
+        assert (tmp_path / f["figure"]).is_file(), f["figure"]
     # metrics.jsonl: one record per epoch with every conv layer's stats for all 4 models.
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [0, 1]
     assert len(lines[-1]["fuzziness/conv1"]) == 4 and len(lines[-1]["minmax_index/conv2"]) == 4
     text = (tmp_path / "report.md").read_text()
-    for needle in ("Only the paper's abstract is available", "**(a)", "**(b)",
-                   "fuzziness_curves.png", "minmax_index_curves.png", "robust_accuracy.png",
-                   "| 30 |", "### PGD"):
+    for needle in ("## Findings", "Only the paper's abstract is available", "| 30 vs 0 |",
+                   "fuzziness_curves.png", "minmax_index_curves.png", "robust_accuracy.png"):
         assert needle in text, needle
     for name in ("fuzziness_curves.png", "minmax_index_curves.png", "robust_accuracy.png",
                  "test_accuracy.png"):
@@ -64,6 +81,8 @@ def test_minmax_study_writes_results_report_and_per_epoch_stats(tmp_path):
     (["--config.minmax.granularity=row"], "minmax.granularity 'row'"),
     (["--config.minmax.layers=('fc1',)"], "minmax.layers: ['fc1'] are not conv layers"),
     (["--config.minmax.linf_eps=(0.3, 0.1)"], "ascending in [0, 1]"),
+    (["--config.minmax.linf_eps=(0.0,)"], "at least one eps > 0"),
+    (["--config.minmax.images=1"], "minmax.images must be 0 (all) or >= 2"),
     (["--config.train.seeds=(0, 1)"], "unknown config key 'train.seeds'"),
 ])
 def test_bad_settings_are_one_clear_error(args, message, tmp_path, capsys):
@@ -71,43 +90,11 @@ def test_bad_settings_are_one_clear_error(args, message, tmp_path, capsys):
         run(tmp_path, *args)
     assert info.value.code != 0
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "checkpoints").exists()  # raised before any training
 
 
 def test_the_config_file_is_valid_and_runs_the_grid_it_describes():
-    config, run_fn, _ = run_script.resolve(config_lib.load_file(ROOT / "configs" / "minmax.py"))
-    assert run_fn is study.run and config.model.name == "lenet5"
+    config, _, axes = run_script.resolve(config_lib.load_file(ROOT / "configs" / "minmax.py"))
+    assert not axes and config.task == "minmax" and config.model.name == "lenet5"
     assert 0.0 in config.minmax.lambdas and len(config.minmax.seeds) >= 3
-
-
-def fake_entry(f_init, f_end, clean, fgsm, pgd):
-    """A by_lambda entry with per-seed numbers (conv1 only)."""
-    def s(v):
-        return {"mean": sum(v) / len(v), "std": 0.0, "per_seed": list(v)}
-    return {"test_accuracy": s(clean),
-            "layers": {"conv1": {"fuzziness": {"init": s(f_init), "end": s(f_end)},
-                                 "minmax_index": {"init": s([0.4] * 3), "end": s([0.4] * 3)}}},
-            "robust_mean": {"fgsm": s(fgsm), "pgd": s(pgd)}}
-
-
-def test_verdicts_on_constructed_numbers():
-    base = fake_entry([0.74] * 3, [0.70, 0.71, 0.72], [0.97] * 3, [0.30, 0.31, 0.29],
-                      [0.20, 0.21, 0.19])
-    a = study.verdict_a(base, ["conv1"])
-    assert a["answer"] == "yes" and a["layers"]["conv1"]["seeds_falling"] == 3
-    flat = fake_entry([0.74] * 3, [0.735, 0.745, 0.74], [0.97] * 3, [0.3] * 3, [0.2] * 3)
-    assert study.verdict_a(flat, ["conv1"])["answer"] == "no"
-    by = {
-        "0": base,
-        "1": fake_entry([0.74] * 3, [0.5] * 3, [0.965] * 3, [0.40, 0.41, 0.39], [0.30, 0.31, 0.29]),
-        "10": fake_entry([0.74] * 3, [0.4] * 3, [0.90] * 3, [0.50, 0.51, 0.49], [0.40, 0.41, 0.39]),
-        "100": fake_entry([0.74] * 3, [0.3] * 3, [0.97] * 3, [0.30, 0.33, 0.27], [0.10, 0.11, 0.09]),
-    }
-    b = study.verdict_b(by, [0.0, 1.0, 10.0, 100.0], tolerance=0.02)
-    assert b["answer"] == "yes"  # lambda=1: similar clean accuracy, more robust under both
-    assert b["per_lambda"]["1"]["supports"]
-    assert not b["per_lambda"]["10"]["supports"]  # more robust, but clean accuracy dropped
-    assert b["per_lambda"]["100"]["fgsm"]["call"] == "no clear difference"
-    assert b["per_lambda"]["100"]["pgd"]["call"] == "less robust"
-    assert "lambda=100 the one-step FGSM shows no loss" in b["text"]
-    del by["1"]
-    assert study.verdict_b(by, [0.0, 10.0, 100.0], tolerance=0.02)["answer"] == "no"
+    assert LENS.own_models and LENS.run is minmax_protocol.run

