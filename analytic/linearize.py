@@ -15,6 +15,7 @@ one hidden layer) it returns the net's own weights.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -63,9 +64,13 @@ def _jacobian(f, x: Array) -> Array:
     return (jax.jacrev if n <= x.shape[0] else jax.jacfwd)(f)(x)
 
 
+@functools.partial(jax.jit, static_argnames=("net", "layer"))
 def linearize(net: Net, params, x: Array, layer: str | None = None) -> Linearization:
     """A, c1, B, c2 of ``net`` at one input ``x`` (no batch axis, e.g. (28, 28, 1)),
-    split at ReLU ``layer`` (default: the last hidden ReLU). ``vmap`` it over a batch."""
+    split at ReLU ``layer`` (default: the last hidden ReLU). ``vmap`` it over a batch.
+
+    Jitted (one compile per net, layer and input shape): traced op by op, the two
+    Jacobians of LeNet-5 took 39 s against 3 s compiled (issue 15)."""
     layer, after = split(net, layer)
     shape = x.shape
     variables = {"params": params}

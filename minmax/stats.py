@@ -40,6 +40,7 @@ Everything here is a pure, jittable function of arrays or of a params pytree.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -198,7 +199,14 @@ def layer_stats(params: Mapping[str, Any], granularity: str = "kernel", *,
     """``{layer: {stat: scalar}}`` for the conv layers of one model's params.
 
     For S stacked models, ``jax.vmap(lambda p: layer_stats(p, ...))(stacked_params)``
-    gives shape-(S,) leaves.
+    gives shape-(S,) leaves. Compiled once per granularity, layers and shapes.
     """
+    return _layer_stats(params, granularity, tuple(layers) if layers is not None else None,
+                        near, small)
+
+
+@functools.partial(jax.jit, static_argnames=("granularity", "layers", "near", "small"))
+def _layer_stats(params, granularity: str, layers: tuple[str, ...] | None, near: float,
+                 small: float) -> dict[str, dict[str, Array]]:
     return {name: kernel_stats(w, granularity, near=near, small=small)
             for name, w in conv_kernels(params, layers).items()}
