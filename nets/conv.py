@@ -185,6 +185,17 @@ class Conv(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
+        if x.ndim != 4:
+            raise ValueError(
+                f"layer {self.name} expects a batch of NHWC images (N, H, W, C), got shape "
+                f"{tuple(x.shape)}; add a batch axis with x[None], or drop one (linearize "
+                f"takes one image without a batch axis)")
+        if self.has_variable("params", "kernel"):
+            cin = self.get_variable("params", "kernel").shape[2]
+            if x.shape[-1] != cin:
+                raise ValueError(
+                    f"layer {self.name} expects {cin} input channel(s) last (NHWC), got shape "
+                    f"{tuple(x.shape)}; NCHW images? use x.transpose(0, 2, 3, 1)")
         shape = (*self.kernel_size, x.shape[-1], self.features)
         kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, jnp.float32)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)

@@ -290,6 +290,17 @@ def fit(
     run finding a checkpoint there resumes from it (re-logging the restored history), so
     an interrupted run ends with the same parameters as an uninterrupted one.
     """
+    for name, data in (("train", train), ("test", test)):
+        if data is None:
+            continue
+        labels = np.asarray(data.labels)
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(
+                f"{name} labels must be integer class indices of shape (N,), got "
+                f"{labels.dtype} {labels.shape}; one-hot labels? use labels.argmax(-1)")
+        if labels.shape[0] != data.images.shape[0]:
+            raise ValueError(f"{name} has {data.images.shape[0]} images but "
+                             f"{labels.shape[0]} labels")
     if spec.epochs < 1 or spec.batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {spec.epochs}, {spec.batch_size}")
     if train.images.shape[0] < spec.batch_size:

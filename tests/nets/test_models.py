@@ -77,3 +77,21 @@ def test_unknown_model_and_bad_kwarg_are_clear_errors():
         models.get_model("lenet6")
     with pytest.raises(ValueError, match="lenet5"):
         models.get_model("lenet5", width=2.0)
+
+
+def test_misuse_is_one_clear_error():
+    import jax.numpy as jnp
+
+    from nets import models, train
+    from nets.data import Dataset
+
+    net = models.get_model("lenet5")
+    params = models.init_params(net, jax.random.PRNGKey(0), (28, 28, 1))
+    with pytest.raises(ValueError, match=r"expects 1 input channel\(s\) last .*transpose"):
+        net.apply({"params": params}, jnp.zeros((2, 1, 28, 28)))  # NCHW
+    with pytest.raises(ValueError, match=r"expects a batch of NHWC images .*got shape \(28, 28, 1\)"):
+        net.apply({"params": params}, jnp.zeros((28, 28, 1)))  # one image, no batch axis
+    images = np.zeros((8, 28, 28, 1), np.float32)
+    one_hot = Dataset(images, np.eye(10, dtype=np.float32)[np.arange(8) % 10], 10)
+    with pytest.raises(ValueError, match=r"one-hot labels\? use labels.argmax\(-1\)"):
+        train.fit(net, one_hot, None, train.TrainSpec(epochs=1, batch_size=4))
