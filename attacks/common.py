@@ -147,6 +147,33 @@ def normalize(g: Array, norm: str) -> Array:
     return g / jnp.maximum(l2_norm(g), 1e-12)
 
 
+def finite_eps(eps, x: Array, norm: str, bounds: Bounds):
+    """``eps`` with inf replaced by the diameter of the input box in ``norm`` (hi - lo for
+    linf, (hi - lo) sqrt(d) for l2): the same set of reachable inputs ("no constraint"),
+    but finite step sizes, so eps = inf gives no inf * 0 = NaN (issue 17)."""
+    lo, hi = bounds
+    size = (hi - lo) * (1.0 if norm == "linf" else float(np.sqrt(np.prod(x.shape[1:]))))
+    return jnp.where(jnp.isinf(jnp.asarray(eps)), size, eps)
+
+
+def check_inputs(x: Array, y: Array, bounds: Bounds, steps: int | None = None) -> None:
+    """Clear errors for a batch the attacks cannot use: labels that are not one integer
+    per example, inputs outside ``bounds``, fewer than one step. Skipped when traced."""
+    if steps is not None and steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if isinstance(x, jax.core.Tracer) or isinstance(y, jax.core.Tracer):
+        return
+    y_arr = np.asarray(y)
+    if y_arr.shape != (x.shape[0],) or not np.issubdtype(y_arr.dtype, np.integer):
+        raise ValueError(f"labels must be integer class indices of shape ({x.shape[0]},), got "
+                         f"{y_arr.dtype} {y_arr.shape}; one-hot labels? use y.argmax(-1)")
+    lo, hi = bounds
+    x_lo, x_hi = float(jnp.min(x)), float(jnp.max(x))
+    if x_lo < lo - 1e-6 or x_hi > hi + 1e-6:
+        raise ValueError(f"inputs span [{x_lo:g}, {x_hi:g}], outside bounds {tuple(bounds)}; "
+                         f"scale them (e.g. images / 255) or pass bounds=({x_lo:g}, {x_hi:g})")
+
+
 def check_args(eps, bounds: Bounds, norm: str = "linf") -> None:
     """Clear errors for arguments that can be checked before tracing."""
     if norm not in NORMS:

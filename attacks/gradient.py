@@ -34,6 +34,8 @@ from attacks.common import (
     as_pytree_fn,
     attack_loss,
     check_args,
+    check_inputs,
+    finite_eps,
     is_key_batch,
     loss_grad,
     normalize,
@@ -108,11 +110,17 @@ def _chunk_size(chunk: int | None, x) -> int:
     return min(chunk, n)
 
 
-def _call(logits_fn, x, y, eps, alpha, key, norm, bounds, *, rand_init, chunk, **static):
+def _prepare(x, y, eps, bounds, norm, steps):
+    """Checked inputs and eps, with eps = inf as the whole input box (finite steps)."""
     check_args(eps, bounds, norm)
+    x = jnp.asarray(x)
+    check_inputs(x, y, bounds, steps)
+    return x, finite_eps(eps, x, norm, bounds)
+
+
+def _call(logits_fn, x, y, eps, alpha, key, norm, bounds, *, rand_init, chunk, **static):
     key = jax.random.PRNGKey(0) if key is None else key
     fn, y, bounds = as_pytree_fn(logits_fn), jnp.asarray(y), tuple(float(b) for b in bounds)
-    x = jnp.asarray(x)
     starts = _starts(key, x, eps, norm=norm, bounds=bounds, restarts=static["restarts"],
                      rand_init=rand_init)
     attack = functools.partial(_iterate, fn, eps=eps, alpha=alpha, norm=norm,
@@ -133,6 +141,7 @@ def fgsm(logits_fn: LogitsFn, x: Array, y: Array, *, eps, norm: str = "linf",
          targeted: bool = False, bounds: Bounds = (0.0, 1.0), key: Array | None = None,
          chunk: int | None = None) -> Array:
     """Fast gradient (sign) method: x + eps * sign(∇ loss) for linf (FGM for l2)."""
+    x, eps = _prepare(x, y, eps, bounds, norm, 1)
     return _call(logits_fn, x, y, eps, eps, key, norm, bounds, steps=1, targeted=targeted,
                  rand_init=False, restarts=1, decay=None, chunk=chunk)
 
@@ -141,6 +150,7 @@ def bim(logits_fn: LogitsFn, x: Array, y: Array, *, eps, steps: int = 10, alpha=
         norm: str = "linf", targeted: bool = False, bounds: Bounds = (0.0, 1.0),
         key: Array | None = None, chunk: int | None = None) -> Array:
     """Basic iterative method: ``steps`` projected steps of size alpha (default eps/steps)."""
+    x, eps = _prepare(x, y, eps, bounds, norm, steps)
     alpha = eps / steps if alpha is None else alpha
     return _call(logits_fn, x, y, eps, alpha, key, norm, bounds, steps=steps,
                  targeted=targeted, rand_init=False, restarts=1, decay=None, chunk=chunk)
@@ -155,6 +165,7 @@ def pgd(logits_fn: LogitsFn, x: Array, y: Array, *, eps, steps: int = 40, alpha=
     ``key``: one key for the batch, or one per example (``attacks.common.example_keys``)."""
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
+    x, eps = _prepare(x, y, eps, bounds, norm, steps)
     alpha = 2.5 * eps / steps if alpha is None else alpha
     return _call(logits_fn, x, y, eps, alpha, key, norm, bounds, steps=steps,
                  targeted=targeted, rand_init=random_init, restarts=restarts, decay=None,
@@ -166,6 +177,7 @@ def mifgsm(logits_fn: LogitsFn, x: Array, y: Array, *, eps, steps: int = 10, alp
            bounds: Bounds = (0.0, 1.0), key: Array | None = None,
            chunk: int | None = None) -> Array:
     """Momentum iterative FGSM (decay mu, default 1.0); alpha defaults to eps/steps."""
+    x, eps = _prepare(x, y, eps, bounds, norm, steps)
     alpha = eps / steps if alpha is None else alpha
     return _call(logits_fn, x, y, eps, alpha, key, norm, bounds, steps=steps,
                  targeted=targeted, rand_init=False, restarts=1, decay=float(decay), chunk=chunk)

@@ -267,3 +267,44 @@ def test_random_start_with_one_key_per_example_draws_each_row_from_its_key(norm)
     typed = jax.random.key(1)  # typed keys: one per example too
     batch_typed = random_start(example_keys(typed, 5), x, 0.3, norm, (0.0, 1.0))
     assert batch_typed.shape == x.shape
+
+
+def _linear_fn():
+    w = jax.random.normal(jax.random.PRNGKey(7), (12, 3))
+    return lambda x: x.reshape(x.shape[0], -1) @ w
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "bim", "pgd", "mifgsm"])
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_eps_inf_is_no_constraint_not_nan(attack, norm):
+    """eps = inf: finite results inside the bounds, and the attack at least as strong as
+    with the largest finite eps that covers the box."""
+    import attacks
+
+    fn = _linear_fn()
+    x = jax.random.uniform(jax.random.PRNGKey(1), (5, 2, 2, 3))
+    y = jnp.arange(5) % 3
+    kw = {"key": jax.random.PRNGKey(0)} if attack == "pgd" else {}
+    out = getattr(attacks, attack)(fn, x, y, eps=jnp.inf, norm=norm, **kw)
+    assert np.all(np.isfinite(out)) and out.min() >= 0.0 and out.max() <= 1.0
+    box = 1.0 if norm == "linf" else float(np.sqrt(12))
+    same = getattr(attacks, attack)(fn, x, y, eps=box, norm=norm, **kw)
+    np.testing.assert_allclose(out, same, atol=1e-6)
+
+
+def test_bad_attack_inputs_are_one_clear_error():
+    import attacks
+
+    fn = _linear_fn()
+    x = jax.random.uniform(jax.random.PRNGKey(1), (4, 2, 2, 3))
+    y = jnp.arange(4) % 3
+    with pytest.raises(ValueError, match="steps must be >= 1, got 0"):
+        attacks.pgd(fn, x, y, eps=0.1, steps=0)
+    with pytest.raises(ValueError, match="steps must be >= 1, got -3"):
+        attacks.bim(fn, x, y, eps=0.1, steps=-3)
+    with pytest.raises(ValueError, match=r"outside bounds \(0.0, 1.0\); scale them"):
+        attacks.fgsm(fn, x * 255.0, y, eps=0.1)
+    with pytest.raises(ValueError, match=r"one-hot labels\? use y.argmax"):
+        attacks.fgsm(fn, x, jax.nn.one_hot(y, 3), eps=0.1)
+    with pytest.raises(ValueError, match=r"shape \(4,\)"):
+        attacks.fgsm(fn, x, y[:1], eps=0.1)
