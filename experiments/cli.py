@@ -29,6 +29,7 @@ from experiments import guard, provenance, registry, study, sweep
 from experiments.rundir import RunDir
 from experiments.runner import run_lens
 from nets import distributed
+from nets.checkpoint import CheckpointError
 from nets.data import DatasetNotPreparedError
 from nets.train import NonFiniteLossError
 
@@ -47,7 +48,7 @@ def run_task(config: ml_collections.ConfigDict, run_dir: RunDir, progress: bool 
 
 
 # Errors caused by the config or the data, reported as one line instead of a traceback.
-USER_ERRORS = (DatasetNotPreparedError, NonFiniteLossError)
+USER_ERRORS = (DatasetNotPreparedError, NonFiniteLossError, CheckpointError)
 
 
 def resolve(config: ml_collections.ConfigDict, overrides: dict | None = None):

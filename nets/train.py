@@ -314,7 +314,7 @@ def fit(
     start = 0
     ckpt = Checkpointer(checkpoint_dir) if checkpoint_dir else None
     if ckpt is not None and ckpt.latest_step() is not None:
-        states, history, last = ckpt.restore(states)
+        states, history, last = ckpt.restore_intact(states)
         start = last + 1
     log = log or (lambda record: None)
     for record in history:
