@@ -67,7 +67,7 @@ class RunDir:
         self.checkpoints = str(checkpoints or self.path / "checkpoints")
         self._metrics = self.path / "metrics.jsonl"
         self.writes = jax.process_index() == 0  # in a multi-host run only process 0 writes
-        self._started = False  # metrics.jsonl is truncated at the first record
+        self._records: list[str] = []  # this run's metrics lines, to rebuild the file
         if self.writes:
             self.path.mkdir(parents=True, exist_ok=True)
 
@@ -80,10 +80,17 @@ class RunDir:
             write_atomic(self.path / name, json.dumps(jsonable(obj), indent=2) + "\n")
 
     def log(self, record: dict) -> None:
+        """Append one record to metrics.jsonl; the first record of a run rewrites the
+        file, and so does any record that finds it gone (deleted mid-run): it is rebuilt
+        from every record of this run."""
         if self.writes:
-            with self._metrics.open("a" if self._started else "w") as f:
-                self._started = True
-                f.write(json.dumps(jsonable(record)) + "\n")
+            line = json.dumps(jsonable(record)) + "\n"
+            self._records.append(line)
+            if len(self._records) > 1 and self._metrics.is_file():
+                with self._metrics.open("a") as f:
+                    f.write(line)
+            else:
+                write_atomic(self._metrics, "".join(self._records))
 
     def figure(self, name: str, fig) -> str:
         """Save a matplotlib figure as ``name`` (png) and return its file name."""

@@ -72,3 +72,16 @@ def test_a_second_process_is_kept_out_and_a_stale_lock_is_taken_over(tmp_path, c
     run(tmp_path)  # the holder is gone: its lock is stale and taken over
     assert not (tmp_path / guard.LOCK).exists()
     assert (tmp_path / "results.json").is_file()
+
+
+def test_metrics_deleted_mid_run_are_rebuilt(tmp_path):
+    from experiments.rundir import RunDir
+
+    run_dir = RunDir(tmp_path)
+    run_dir.log({"epoch": 0})
+    (tmp_path / "metrics.jsonl").unlink()  # deleted while the run goes on
+    run_dir.log({"epoch": 1})
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [0, 1]
+    run_dir.log({"epoch": 2})
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
