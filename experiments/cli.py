@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         if distributed.is_main():
             new = guard.fingerprint(full, provenance.commit())
+            lock.acquire()  # first: a folder in use is reported as such
             guard.check(workdir, new, overwrite=args.overwrite, resume_anyway=args.resume_anyway)
-            lock.acquire()
         run_dir = RunDir(workdir)
         run_dir.write_json("config.json", full)
         if distributed.is_main():

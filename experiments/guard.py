@@ -83,33 +83,42 @@ def _alive(pid: int) -> bool:
 
 
 class Lock:
-    """``run.lock`` with this process's pid, created atomically; a stale lock (its pid
-    is gone, e.g. after kill -9) is taken over."""
+    """``run.lock`` with this process's pid. It appears atomically with its content (a
+    hard link of a finished temporary file), so another process never reads it empty; a
+    stale lock (its pid is gone, e.g. after kill -9) is taken over."""
 
     def __init__(self, folder: Path):
         self.path = folder / LOCK
         self.held = False
 
+    def _holder(self) -> int:
+        try:
+            return int(self.path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
     def acquire(self) -> Lock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
+        tmp = self.path.with_name(f".{LOCK}.{os.getpid()}")
+        tmp.write_text(str(os.getpid()))
+        try:
+            for _ in range(3):
                 try:
-                    pid = int(self.path.read_text().strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid() and _alive(pid):
-                    raise RunFolderError(
-                        f"run folder {self.path.parent} is in use by process {pid} ({LOCK}); "
-                        f"wait for it to finish, stop it, or use another --workdir") from None
-                self.path.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            self.held = True
-            return self
+                    os.link(tmp, self.path)
+                except FileExistsError:
+                    pid = self._holder()
+                    if pid and pid != os.getpid() and _alive(pid):
+                        raise RunFolderError(
+                            f"run folder {self.path.parent} is in use by process {pid} "
+                            f"({LOCK}); wait for it to finish, stop it, or use another "
+                            f"--workdir") from None
+                    if self._holder() == pid:  # still the stale holder: take it over
+                        self.path.unlink(missing_ok=True)
+                    continue
+                self.held = True
+                return self
+        finally:
+            tmp.unlink(missing_ok=True)
         raise RunFolderError(f"could not take {self.path}; another process keeps replacing it")
 
     def release(self) -> None:
