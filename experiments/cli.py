@@ -28,6 +28,7 @@ from experiments import config as config_lib
 from experiments import guard, provenance, registry, study, sweep
 from experiments.rundir import RunDir
 from experiments.runner import run_lens
+from experiments.train import protocol as train_protocol
 from nets import distributed
 from nets.checkpoint import CheckpointError
 from nets.data import DatasetNotPreparedError
@@ -68,6 +69,8 @@ def resolve(config: ml_collections.ConfigDict, overrides: dict | None = None):
     overridden = {k for k, _ in config_lib.flatten(over_values)} | set(over_axes)
     axes = {**{k: v for k, v in axes.items() if k not in overridden}, **over_axes}
     merged = config_lib.merge(config_lib.merge(reference, file_values), over_values)
+    if "train" in merged:  # one line now, not a traceback after an epoch of work
+        train_protocol.train_spec(merged.train)
     return merged, run_task, axes
 
 

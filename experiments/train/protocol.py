@@ -55,6 +55,15 @@ def build_model(cfg: ml_collections.ConfigDict, num_classes: int) -> models.Net:
 
 
 def train_spec(cfg: ml_collections.ConfigDict) -> TrainSpec:
+    """The ``train`` section as a TrainSpec; a ConfigError naming the key when a value
+    cannot work (checked before anything runs, see experiments.cli.resolve)."""
+    for key in ("epochs", "batch_size", "eval_every", "checkpoint_every"):
+        if cfg[key] < 1:
+            raise ConfigError(f"train.{key} must be >= 1, got {cfg[key]}")
+    if not cfg.learning_rate > 0:
+        raise ConfigError(f"train.learning_rate must be > 0, got {cfg.learning_rate}")
+    if "seeds" in cfg and len(cfg.seeds) == 0:
+        raise ConfigError("train.seeds is empty; give at least one seed, e.g. (0,)")
     if cfg.optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown train.optimizer {cfg.optimizer!r}; choose one of {OPTIMIZERS}")
     if cfg.loop not in LOOPS:

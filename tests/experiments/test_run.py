@@ -47,6 +47,11 @@ def test_one_epoch_on_mock_tfds(tmp_path):
     (["--config.train.epochs=abc"], "expects int"),
     (["--config.model.name=resnet"], "unknown model 'resnet'"),
     (["--config.train.optimizer=lbfgs"], "unknown train.optimizer 'lbfgs'"),
+    (["--config.train.epochs=-1"], "train.epochs must be >= 1, got -1"),
+    (["--config.train.batch_size=0"], "train.batch_size must be >= 1, got 0"),
+    (["--config.train.eval_every=0"], "train.eval_every must be >= 1, got 0"),
+    (["--config.train.checkpoint_every=0"], "train.checkpoint_every must be >= 1, got 0"),
+    (["--config.train.seeds=()"], "train.seeds is empty"),
     (["--config.data.name=cifar10", "--config.data.data_dir=DIR"], "'cifar10' is not prepared"),
 ])
 def test_bad_input_is_one_clear_error(args, message, tmp_path, capsys):
@@ -54,4 +59,5 @@ def test_bad_input_is_one_clear_error(args, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         run(*args, f"--workdir={tmp_path / 'run'}")
     assert info.value.code != 0
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.strip().count("\n") == 0, err  # one line
