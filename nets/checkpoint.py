@@ -10,8 +10,11 @@ costs one epoch instead of the run, and never passes for a good one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
+import threading
 import warnings
 from typing import Any
 
@@ -19,15 +22,35 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from nets.distributed import fetch
+
+
+@contextlib.contextmanager
+def _ctrl_c_after():
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block until the block ends, so a
+    checkpoint is written whole or not started (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
+
 
 class CheckpointError(RuntimeError):
     """No checkpoint in the folder could be restored intact."""
 
 
 def checksum(state: Any) -> str:
-    """SHA-256 over the dtype, shape and bytes of every leaf of ``state`` (host values)."""
+    """SHA-256 over the dtype, shape and bytes of every leaf of ``state`` (host values;
+    arrays sharded over several processes are gathered, so every process calls this)."""
     h = hashlib.sha256()
-    for leaf in jax.tree.leaves(jax.device_get(state)):
+    for leaf in jax.tree.leaves(fetch(state)):
         a = np.ascontiguousarray(np.asarray(leaf))
         h.update(f"{a.dtype}{a.shape}".encode())
         h.update(a.tobytes())
@@ -48,6 +71,10 @@ class Checkpointer:
         return self._mngr.latest_step()
 
     def save(self, step: int, state: Any, history: list[dict]) -> None:
+        with _ctrl_c_after():
+            self._save(step, state, history)
+
+    def _save(self, step: int, state: Any, history: list[dict]) -> None:
         self._mngr.save(
             step,
             args=ocp.args.Composite(
@@ -101,4 +128,8 @@ class Checkpointer:
             f"folder (or run with --overwrite) to train from the start")
 
     def close(self) -> None:
-        self._mngr.close()
+        """Finish any save in flight, then release the manager's threads."""
+        try:
+            self._mngr.wait_until_finished()
+        finally:
+            self._mngr.close()

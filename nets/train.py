@@ -322,26 +322,28 @@ def fit(
 
     epoch_fn = make_epoch_fn(net, optimizer, spec.batch_size, regularizer, spec.loop)
     states, (images, labels) = shard_models(states, (train.images, train.labels))
-    for epoch in range(start, spec.epochs):
-        states, metrics = epoch_fn(states, images, labels, epoch)
-        metrics = fetch(metrics)
-        check_finite(metrics, epoch, seeds)
-        record = {
-            "epoch": epoch,
-            "step": int(fetch(states["step"])[0]),
-            "train_loss": np.asarray(metrics["loss"]).mean(axis=1).tolist(),
-        }
-        last_epoch = epoch == spec.epochs - 1
-        if test is not None and (last_epoch or (epoch + 1) % spec.eval_every == 0):
-            record["test_accuracy"] = accuracy(net, states["params"], test).tolist()
-        if on_epoch is not None:
-            record.update(on_epoch(epoch, states) or {})
-        history.append(record)
-        log(record)
-        if ckpt is not None and (last_epoch or (epoch + 1) % spec.checkpoint_every == 0):
-            ckpt.save(epoch, states, history)
-    if ckpt is not None:
-        ckpt.close()
+    try:
+        for epoch in range(start, spec.epochs):
+            states, metrics = epoch_fn(states, images, labels, epoch)
+            metrics = fetch(metrics)
+            check_finite(metrics, epoch, seeds)
+            record = {
+                "epoch": epoch,
+                "step": int(fetch(states["step"])[0]),
+                "train_loss": np.asarray(metrics["loss"]).mean(axis=1).tolist(),
+            }
+            last_epoch = epoch == spec.epochs - 1
+            if test is not None and (last_epoch or (epoch + 1) % spec.eval_every == 0):
+                record["test_accuracy"] = accuracy(net, states["params"], test).tolist()
+            if on_epoch is not None:
+                record.update(on_epoch(epoch, states) or {})
+            history.append(record)
+            log(record)
+            if ckpt is not None and (last_epoch or (epoch + 1) % spec.checkpoint_every == 0):
+                ckpt.save(epoch, states, history)
+    finally:  # also on Ctrl-C or an error: let a save in flight finish, then close
+        if ckpt is not None:
+            ckpt.close()
     return states, history
 
 

@@ -61,3 +61,19 @@ def test_two_concurrent_runs_on_one_folder(tmp_path):
         assert "Traceback" not in err, err
     epochs = [json.loads(x)["epoch"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert epochs == list(range(8))
+
+
+def test_ctrl_c_stops_with_one_line_and_the_run_resumes(tmp_path):
+    proc = subprocess.Popen(command(tmp_path), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while epochs_logged(tmp_path) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "interrupted; run the same command to resume"
+    assert "Traceback" not in err and not (tmp_path / "run.lock").exists()
+    again = subprocess.run(command(tmp_path), cwd=ROOT, capture_output=True, text=True,
+                           timeout=300, check=False)
+    assert again.returncode == 0, again.stderr[-2000:]
