@@ -47,7 +47,11 @@ class Interval:
 
     @classmethod
     def from_dict(cls, d: dict) -> Interval:
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
+        """From ``to_dict`` output as saved in results.json, where NaN ends are null."""
+        def value(name: str):
+            v = d[name]
+            return math.nan if v is None and name != "method" else v
+        return cls(**{f.name: value(f.name) for f in dataclasses.fields(cls)})
 
     def fmt(self, digits: int = 3, percent: bool = False) -> str:
         """``0.123 [0.100, 0.150]`` (or ``12.3% [10.0%, 15.0%]``)."""
@@ -67,16 +71,27 @@ def _t_interval(estimate: float, se: float, df: float, method: str) -> Interval:
     return Interval(float(estimate), float(estimate - half), float(estimate + half), method)
 
 
+def seed_band(ys) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, lo, hi) over the first axis of ``ys`` (seeds, points): the Student-t 95%
+    interval of the mean at every point; lo = hi = mean for one seed."""
+    ys = np.atleast_2d(np.asarray(ys, np.float64))
+    m, s = ys.mean(0), ys.shape[0]
+    if s < 2:
+        return m, m, m
+    half = stats.t.ppf(0.5 + LEVEL / 2, s - 1) * ys.std(0, ddof=1) / math.sqrt(s)
+    return m, m - half, m + half
+
+
 def over_seeds(values) -> Interval:
     """Student-t 95% interval of the mean of one value per seed."""
     v = np.asarray(values, np.float64).ravel()
     s = v.size
     if s == 0 or not np.all(np.isfinite(v)):
         raise ValueError(f"over_seeds needs finite values, got {v.tolist()}")
-    method = f"t over {s} seeds"
     if s == 1:
         return Interval(float(v[0]), math.nan, math.nan, "1 seed: no interval")
-    return _t_interval(v.mean(), v.std(ddof=1) / math.sqrt(s), s - 1, method)
+    m, lo, hi = seed_band(v[:, None])
+    return Interval(float(m[0]), float(lo[0]), float(hi[0]), f"t over {s} seeds")
 
 
 def _mean_last(x: np.ndarray) -> np.ndarray:

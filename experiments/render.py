@@ -15,29 +15,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from scipy import stats
+
+from experiments.intervals import seed_band
 
 BAND = "band: 95% interval across seeds"
-
-
-def seed_band(ys) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean, lo, hi) over the first axis of ``ys`` (seeds, points): the Student-t 95%
-    interval of the mean at every point; lo = hi = mean for one seed."""
-    ys = np.atleast_2d(np.asarray(ys, float))
-    m, s = ys.mean(0), ys.shape[0]
-    if s < 2:
-        return m, m, m
-    half = stats.t.ppf(0.975, s - 1) * ys.std(0, ddof=1) / math.sqrt(s)
-    return m, m - half, m + half
-
-
-def fmt_interval(d: dict, digits: int = 3) -> str:
-    """``estimate [lo, hi]`` of an interval saved as a dict (``Interval.to_dict``)."""
-    def num(v: float | None) -> str:
-        return "n/a" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
-    if any(d.get(k) is None or not math.isfinite(d[k]) for k in ("lo", "hi")):
-        return f"{num(d['estimate'])} [no interval]"
-    return f"{num(d['estimate'])} [{num(d['lo'])}, {num(d['hi'])}]"
 
 
 def fmt_mean_std(values: Sequence[float], digits: int = 4) -> str:

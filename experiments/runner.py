@@ -14,19 +14,19 @@ from collections.abc import Sequence
 import ml_collections
 
 from experiments import provenance, render
+from experiments.intervals import Interval
 from experiments.lens import Lens
 from experiments.rundir import RunDir, jsonable
 
 FINDING_COLUMNS = ["claim", "statistic", "estimate [95% interval]", "rule", "verdict", "figure"]
 
 
-def findings_rows(findings: Sequence[dict], folder: str = "") -> list[list[str]]:
-    """Rows of the findings table from the findings as saved in results.json; figure
-    links are made relative to ``folder`` (a lens's sub-folder in the study)."""
+def findings_rows(findings: Sequence[dict]) -> list[list[str]]:
+    """Rows of the findings table from the findings as saved in results.json."""
     rows = []
     for f in findings:
-        fig = f"{folder}/{f['figure']}" if folder and f["figure"] else f["figure"]
-        estimate = render.fmt_interval(f)
+        fig = f["figure"]
+        estimate = Interval.from_dict(f).fmt()
         rows.append([f"{f['claim']} ({f['source']})", f["statistic"]
                      + (f"; {f['detail']}" if f["detail"] else ""),
                      f"{estimate} ({f['method']})", f["rule"], f"**{f['verdict']}**",
@@ -34,8 +34,8 @@ def findings_rows(findings: Sequence[dict], folder: str = "") -> list[list[str]]
     return rows
 
 
-def findings_table(findings: Sequence[dict], folder: str = "") -> str:
-    return render.table(FINDING_COLUMNS, findings_rows(findings, folder))
+def findings_table(findings: Sequence[dict]) -> str:
+    return render.table(FINDING_COLUMNS, findings_rows(findings))
 
 
 def seeds_of(config: ml_collections.ConfigDict) -> tuple:

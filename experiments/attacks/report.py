@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 
 from experiments import render
+from experiments.intervals import Interval
 from experiments.lens import SaveFigure
 from experiments.rundir import float_key
 
@@ -38,7 +39,7 @@ def _table(results: dict, norm: str) -> str:
     eps = results["eps"][norm]
     rows = []
     for name in names:
-        cells = [render.fmt_interval(results["robust_accuracy_interval"][name][float_key(e)])
+        cells = [Interval.from_dict(results["robust_accuracy_interval"][name][float_key(e)]).fmt()
                  for e in eps]
         median = results["median_min_eps"][name]
         rows.append([name, *cells, "n/a" if median is None else f"{median:.3g}",

@@ -37,7 +37,8 @@ def test_threshold_and_rule_text():
 def test_findings_table_quotes_the_saved_numbers():
     saved = CLAIM.decide(Interval(0.123, 0.101, 0.145, "t over 3 seeds"), "eps 0.1").to_dict()
     assert saved["verdict"] == "yes" and saved["estimate"] == 0.123
-    table = findings_table([saved], folder="attacks")
+    in_study = dict(saved, figure=f"attacks/{saved['figure']}")  # as experiments/study.py saves it
+    table = findings_table([in_study])
     assert "0.123 [0.101, 0.145] (t over 3 seeds)" in table
     assert "**yes**" in table and "(attacks/robust.png)" in table
     assert saved["rule"] in table and "FGSM minus PGD; eps 0.1" in table

@@ -22,13 +22,19 @@ def epochs_logged(workdir: Path) -> int:
     return len(path.read_text().splitlines()) if path.is_file() else 0
 
 
-def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(command(killed), cwd=ROOT, stdout=subprocess.PIPE,
+def start_until_two_epochs(workdir: Path) -> subprocess.Popen:
+    """Start a run in ``workdir`` and return once it has logged two epochs (or ended)."""
+    proc = subprocess.Popen(command(workdir), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
-    while epochs_logged(killed) < 2 and proc.poll() is None and time.time() < deadline:
+    while epochs_logged(workdir) < 2 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
+    return proc
+
+
+def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
+    killed = tmp_path / "killed"
+    proc = start_until_two_epochs(killed)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
@@ -64,11 +70,7 @@ def test_two_concurrent_runs_on_one_folder(tmp_path):
 
 
 def test_ctrl_c_stops_with_one_line_and_the_run_resumes(tmp_path):
-    proc = subprocess.Popen(command(tmp_path), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while epochs_logged(tmp_path) < 2 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    proc = start_until_two_epochs(tmp_path)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
