@@ -26,12 +26,14 @@ import numpy as np
 import optax
 from jax.tree_util import Partial
 
+from nets.batching import pad_rows
 from nets.models import Net
 
 Array = jax.Array
 LogitsFn = Callable[[Array], Array]
 Bounds = tuple[float, float]
-NORMS = ("linf", "l2")
+NORMS = ("linf", "l2")  # the gradient-sign family and DeepFool
+ALL_NORMS = ("linf", "l2", "l1")  # APGD and FAB also attack in l1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,10 +151,11 @@ def normalize(g: Array, norm: str) -> Array:
 
 def finite_eps(eps, x: Array, norm: str, bounds: Bounds):
     """``eps`` with inf replaced by the diameter of the input box in ``norm`` (hi - lo for
-    linf, (hi - lo) sqrt(d) for l2): the same set of reachable inputs ("no constraint"),
+    linf, (hi - lo) sqrt(d) for l2, (hi - lo) d for l1): the same set of reachable inputs ("no constraint"),
     but finite step sizes, so eps = inf gives no inf * 0 = NaN (issue 17)."""
     lo, hi = bounds
-    size = (hi - lo) * (1.0 if norm == "linf" else float(np.sqrt(np.prod(x.shape[1:]))))
+    d = float(np.prod(x.shape[1:]))
+    size = (hi - lo) * {"linf": 1.0, "l2": float(np.sqrt(d)), "l1": d}[norm]
     return jnp.where(jnp.isinf(jnp.asarray(eps)), size, eps)
 
 
@@ -174,10 +177,11 @@ def check_inputs(x: Array, y: Array, bounds: Bounds, steps: int | None = None) -
                          f"scale them (e.g. images / 255) or pass bounds=({x_lo:g}, {x_hi:g})")
 
 
-def check_args(eps, bounds: Bounds, norm: str = "linf") -> None:
-    """Clear errors for arguments that can be checked before tracing."""
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; use one of {NORMS}")
+def check_args(eps, bounds: Bounds, norm: str = "linf", norms: tuple[str, ...] = NORMS) -> None:
+    """Clear errors for arguments that can be checked before tracing (``norms``: the
+    norms the calling attack supports)."""
+    if norm not in norms:
+        raise ValueError(f"unknown norm {norm!r}; use one of {norms}")
     lo, hi = bounds
     if not lo < hi:
         raise ValueError(f"bounds must satisfy lo < hi, got {bounds}")
@@ -192,3 +196,37 @@ def check_args(eps, bounds: Bounds, norm: str = "linf") -> None:
             f"linf eps {eps} exceeds the input range {bounds}: every input would be "
             f"reachable; use eps <= {hi - lo} (or inf for an unconstrained attack)"
         )
+
+
+def chunk_size(chunk: int | None, x: Array, cpu_chunk: int) -> int:
+    """Examples per jitted call: ``chunk``, or ``cpu_chunk`` on CPU and all elsewhere; all
+    when ``x`` is traced (inside a caller's jit / vmap the whole batch is one program)."""
+    n = x.shape[0]
+    if isinstance(x, jax.core.Tracer):
+        return n
+    if chunk is None:
+        chunk = cpu_chunk if jax.default_backend() == "cpu" else n
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    return min(chunk, n)
+
+
+def per_example_keys(key: Array | None, n: int) -> Array:
+    """One key per example: ``key`` itself if it already is one per example, else
+    :func:`example_keys` of it (``None`` means ``PRNGKey(0)``). With per-example keys an
+    example's randomness depends on its own key only, never on the batch or the chunks."""
+    key = jax.random.PRNGKey(0) if key is None else key
+    return key if is_key_batch(key) else example_keys(key, n)
+
+
+def run_chunked(attack: Callable[..., Array], arrays: tuple, size: int) -> Array:
+    """``attack(*arrays)`` in chunks of ``size`` rows (every array has the batch axis
+    first). The last chunk is padded to the same shape (one compiled program) by
+    repeating the first row, so padded inputs stay valid, and the padded rows are dropped."""
+    n = arrays[0].shape[0]
+    if size >= n:
+        return attack(*arrays)
+
+    padded, _ = pad_rows(arrays, size, mode="edge")
+    out = [attack(*(a[i:i + size] for a in padded)) for i in range(0, padded[0].shape[0], size)]
+    return jax.tree.map(lambda *parts: jnp.concatenate(parts)[:n], *out)

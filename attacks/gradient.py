@@ -35,6 +35,7 @@ from attacks.common import (
     attack_loss,
     check_args,
     check_inputs,
+    chunk_size,
     finite_eps,
     is_key_batch,
     loss_grad,
@@ -99,17 +100,6 @@ def _starts(key, x, eps, *, norm, bounds, restarts, rand_init):
     return jax.vmap(lambda k: random_start(k, x, eps, norm, bounds))(keys)
 
 
-def _chunk_size(chunk: int | None, x) -> int:
-    n = x.shape[0]
-    if isinstance(x, jax.core.Tracer):  # inside a caller's jit / vmap: one program
-        return n
-    if chunk is None:
-        chunk = CPU_CHUNK if xla.is_cpu() else n
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
-    return min(chunk, n)
-
-
 def _prepare(x, y, eps, bounds, norm, steps):
     """Checked inputs and eps, with eps = inf as the whole input box (finite steps)."""
     check_args(eps, bounds, norm)
@@ -125,7 +115,7 @@ def _call(logits_fn, x, y, eps, alpha, key, norm, bounds, *, rand_init, chunk, *
                      rand_init=rand_init)
     attack = functools.partial(_iterate, fn, eps=eps, alpha=alpha, norm=norm,
                                bounds=bounds, **static)
-    n, size = x.shape[0], _chunk_size(chunk, x)
+    n, size = x.shape[0], chunk_size(chunk, x, CPU_CHUNK)
     if size == n:
         return attack(x, starts, y)
     # The last chunk is padded to the same shape (one compiled program); the padded rows
