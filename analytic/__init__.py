@@ -8,7 +8,9 @@ B relu(A x + c1) + c2), ``linearize``, ``montecarlo`` (the sampled reference),
 ``uses`` (class means vs noise, confusion, sensitivity maps) and ``gaussian_attack``
 (targeted and untargeted Gaussian attacks through the closed form, verified by sampling;
 it lived in ``attacks/gaussian.py`` before and moved here so that ``attacks`` does not
-import ``analytic``). The ``analytic`` task of scripts/run.py is
+import ``analytic``); ``checks`` holds the input checks of these entry points (one
+ValueError for a negative or NaN variance, a non-PSD covariance, a shape that does not
+fit the linearization; ``check=False`` skips them). The ``analytic`` task of scripts/run.py is
 :mod:`experiments.analytic`.
 
     from analytic.linearize import linearize

@@ -31,6 +31,7 @@ stacked parameters (one compiled program for all). This module was
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -38,8 +39,9 @@ import jax.numpy as jnp
 import optax
 from jax.scipy.special import log_ndtr
 
+from analytic import checks
 from analytic.linearize import Linearization, linearize
-from analytic.moments import moments, output_mean
+from analytic.moments import METHODS, moments, output_mean
 from nets.models import Net
 
 Array = jax.Array
@@ -77,8 +79,8 @@ def attack_objective(lin: Linearization, mean_x: Array, std: Array, cls: Array, 
     """The closed-form objective (module docstring) for x ~ N(mean_x, diag(std^2))."""
     var = std * std
     if objective == "margin":
-        return _margin(output_mean(lin, mean_x, var), cls, targeted)
-    out = moments(lin, mean_x, var, method)
+        return _margin(output_mean(lin, mean_x, var, check=False), cls, targeted)
+    out = moments(lin, mean_x, var, method, check=False)
     return _log_prob(out.mean, out.cov, cls, targeted)
 
 
@@ -143,17 +145,54 @@ def _attack_models(net: Net, params, x: Array, cls: Array, keys: Array, *args: A
                        (params, keys))
 
 
+def _num_classes(net: Net, params, x: Array, stacked: bool) -> int:
+    """The network's number of outputs (abstract evaluation only, nothing is computed)."""
+    def apply(p, v):
+        p = jax.tree.map(lambda a: a[0], p) if stacked else p
+        return net.apply({"params": p}, v)
+
+    return int(jax.eval_shape(apply, params, jnp.asarray(x)[:1]).shape[-1])
+
+
+def _check_scalar(value, name: str, positive: bool = False) -> None:
+    """A finite number >= 0 (> 0 with ``positive``): eps, sigma, lr."""
+    v = float(value)
+    if not (v > 0 if positive else v >= 0) or not math.isfinite(v):
+        hint = ("; for an unconstrained mean use eps = hi - lo"
+                if name == "eps" and math.isinf(v) else "")
+        raise ValueError(f"need finite {name} {'>' if positive else '>='} 0, got {value}{hint}")
+
+
+def _check_arguments(net: Net, params, x: Array, y: Array, target: Array | None, *,
+                     stacked: bool, check: bool, **kw) -> None:
+    """The one-line ValueErrors of :func:`gaussian_attack`: the scalar arguments always,
+    the arrays (``x`` in ``bounds``, labels) unless ``check=False`` or traced."""
+    checks.check_choice(kw["mode"], MODES, "mode")
+    checks.check_choice(kw["objective"], OBJECTIVES, "objective")
+    checks.check_choice(kw["method"], METHODS, "method")
+    for name in ("eps", "sigma"):
+        _check_scalar(kw[name], name)
+    _check_scalar(kw["lr"], "lr", positive=True)
+    checks.check_int(kw["steps"], "steps", 0)  # 0: the start, N(x, sigma^2 I)
+    checks.check_int(kw["samples"], "samples")
+    lo, hi = kw["bounds"]
+    if not lo < hi:
+        raise ValueError(f"bounds must satisfy lo < hi, got {tuple(kw['bounds'])}")
+    if not check:
+        return
+    checks.check_images(x, kw["bounds"])
+    n, k = checks.shape_of(x)[0], _num_classes(net, params, x, stacked)
+    checks.check_labels(y, n, k, "y")
+    if target is not None:
+        checks.check_labels(target, n, k, "target")
+
+
 def _arguments(x: Array, y: Array, target: Array | None, *, eps: float, sigma: float,
                steps: int, mode: str, lr: float, samples: int, layer: str | None,
                bounds: tuple[float, float], relinearize: bool, objective: str,
                method: str) -> tuple[tuple, dict]:
-    """Checked (traced arguments after the key, static arguments) of ``_attack_one``."""
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
-    if eps < 0 or sigma < 0 or bounds[0] >= bounds[1]:
-        raise ValueError(f"need eps >= 0, sigma >= 0 and bounds lo < hi; got {eps}, {sigma}, {bounds}")
+    """(traced arguments after the key, static arguments) of ``_attack_one``, for
+    arguments that passed :func:`_check_arguments`."""
     dtype = jnp.asarray(x).dtype
     targeted = target is not None
     cls = jnp.asarray(target if targeted else y, jnp.int32)
@@ -170,14 +209,24 @@ def gaussian_attack(net: Net, params, x: Array, y: Array, *, eps: float, sigma: 
                     mode: str = "both", lr: float = 0.05, samples: int = 1000,
                     layer: str | None = None, bounds: tuple[float, float] = (0.0, 1.0),
                     relinearize: bool = False, objective: str = "margin",
-                    method: str = "exact") -> GaussianAttack:
+                    method: str = "exact", check: bool = True) -> GaussianAttack:
     """Gaussian attack on a batch ``x`` (N, H, W, C) with labels ``y`` (N,).
 
     Untargeted when ``target`` is None, else towards ``target`` (N,). ``eps`` bounds the
     mean shift (L-inf), ``sigma`` the per-pixel std; ``steps`` Adam steps of rate ``lr``
     on the normalized variables delta/eps and std/sigma; ``key`` draws the ``samples``
     verification inputs per image. See the module docstring for ``mode``, ``objective``.
+
+    One ValueError for a bad argument: unknown ``mode`` / ``objective`` / ``method``,
+    ``eps`` or ``sigma`` negative or not finite, ``lr`` <= 0, ``steps`` < 0 (0 leaves the
+    start N(x, sigma^2 I) unchanged), ``samples`` < 1, ``bounds`` with lo >= hi (always checked); with ``check`` (default True) also
+    ``x`` empty, not finite or outside ``bounds``, and ``y`` / ``target`` not one integer
+    label per input in [0, classes) (skipped when traced). ``check=False`` skips the
+    array checks in a hot loop.
     """
+    _check_arguments(net, params, x, y, target, stacked=False, check=check, eps=eps,
+                     sigma=sigma, steps=steps, mode=mode, lr=lr, samples=samples,
+                     bounds=bounds, objective=objective, method=method)
     (cls, *traced), static = _arguments(
         x, y, target, eps=eps, sigma=sigma, steps=steps, mode=mode, lr=lr, samples=samples,
         layer=layer, bounds=bounds, relinearize=relinearize, objective=objective,
@@ -190,14 +239,20 @@ def gaussian_attack_models(net: Net, params, x: Array, y: Array, *, eps: float,
                            key: Array, mode: str = "both", lr: float = 0.05,
                            samples: int = 1000, layer: str | None = None,
                            bounds: tuple[float, float] = (0.0, 1.0), relinearize: bool = False,
-                           objective: str = "margin", method: str = "exact") -> GaussianAttack:
+                           objective: str = "margin", method: str = "exact",
+                           check: bool = True) -> GaussianAttack:
     """:func:`gaussian_attack` on each of S models whose ``params`` are stacked along a
     leading axis (as ``nets.train.fit`` returns them), on the same inputs; model i draws
     with ``split(key, S)[i]``. Every field gains a leading S axis.
 
     The models run one after another (``lax.map``) inside one compiled program: on the
     CPU a convolution vmapped over the models' kernels is slower than a loop over them.
+    Arguments are checked as in :func:`gaussian_attack` (``check=False`` skips the array
+    checks).
     """
+    _check_arguments(net, params, x, y, target, stacked=True, check=check, eps=eps,
+                     sigma=sigma, steps=steps, mode=mode, lr=lr, samples=samples,
+                     bounds=bounds, objective=objective, method=method)
     (cls, *traced), static = _arguments(
         x, y, target, eps=eps, sigma=sigma, steps=steps, mode=mode, lr=lr, samples=samples,
         layer=layer, bounds=bounds, relinearize=relinearize, objective=objective,

@@ -18,6 +18,11 @@ Sigma is a scalar (isotropic variance), a vector or an array of ``mu``'s shape (
 variances: a diagonal covariance) or a full (d, d) matrix on the flattened input.
 Everything is jittable and differentiable; batch with ``jax.vmap`` or
 :func:`batched_moments`.
+
+The public functions check their inputs first (:mod:`analytic.checks`: one ValueError
+for a negative or NaN variance, a non-symmetric or non-PSD covariance, shapes that do
+not fit the linearization, an unknown method); values are checked only outside jit,
+and ``check=False`` skips the checks in a hot loop.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from analytic import relu
+from analytic import checks, relu
 from analytic.linearize import Linearization
 
 Array = jax.Array
@@ -43,8 +48,8 @@ class Moments(NamedTuple):
 
 
 def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    """``method`` must be one of :data:`METHODS`."""
+    checks.check_choice(method, METHODS)
 
 
 def preactivation(lin: Linearization, mu: Array, cov: Array, full: bool = True
@@ -110,12 +115,21 @@ def output_moments(m: Array, S: Array, B: Array, c2: Array, method: str = "exact
     return Moments(B @ mean_h + c2, (cov + cov.T) / 2)
 
 
-def moments(lin: Linearization, mu: Array, cov: Array, method: str = "exact") -> Moments:
+def moments(lin: Linearization, mu: Array, cov: Array, method: str = "exact", *,
+            check: bool = True) -> Moments:
     """Mean and covariance of g(x) = B relu(A x + c1) + c2 for x ~ N(mu, cov), one input.
 
     Compiled once per method and shapes (traced op by op the exact method took 27 s on
-    LeNet-5's 84 hidden units, compiled 9 s then milliseconds; issue 15)."""
+    LeNet-5's 84 hidden units, compiled 9 s then milliseconds; issue 15).
+
+    ``check`` (default True): one ValueError, before any computation, for variances that
+    are negative or NaN/inf, a full ``cov`` that is not symmetric or not PSD (within
+    :func:`analytic.checks.tolerance`), ``mu`` or ``cov`` shapes that do not fit ``lin``
+    and an unknown ``method``; values are not checked when traced (inside jit / vmap).
+    ``check=False`` skips all of it (e.g. in a hot loop of checked inputs)."""
     _check_method(method)
+    if check:
+        checks.check_gaussian(lin, mu, cov)
     return _moments(lin, mu, cov, method)
 
 
@@ -125,19 +139,31 @@ def _moments(lin: Linearization, mu: Array, cov: Array, method: str) -> Moments:
     return output_moments(m, S, lin.B, lin.c2, method)
 
 
-def output_mean(lin: Linearization, mu: Array, cov: Array) -> Array:
-    """E[g] alone (the same for every method): needs only the diagonal of S."""
+def output_mean(lin: Linearization, mu: Array, cov: Array, *, check: bool = True) -> Array:
+    """E[g] alone (the same for every method): needs only the diagonal of S.
+
+    ``check``: the input checks of :func:`moments` (``check=False`` skips them)."""
+    if check:
+        checks.check_gaussian(lin, mu, cov)
     m, var = preactivation(lin, mu, cov, full=False)
     return lin.B @ relu.relu_mean(m, _sqrt(var)) + lin.c2
 
 
 def batched_moments(lin: Linearization, mu: Array, cov: Array, method: str = "exact", *,
                     shared_lin: bool = False, shared_cov: bool = False,
-                    batch_size: int | None = None) -> Moments:
+                    batch_size: int | None = None, check: bool = True) -> Moments:
     """:func:`moments` over a leading batch axis of ``mu`` (and of ``lin`` unless
     ``shared_lin``, of ``cov`` unless ``shared_cov``). ``batch_size`` bounds memory:
-    ``lax.map`` over groups of that many vmapped inputs (None: one vmap)."""
+    ``lax.map`` over groups of that many vmapped inputs (None: one vmap).
+
+    ``check``: the input checks of :func:`moments` for every input, plus one batch size
+    along the batched arguments (``check=False`` skips them)."""
     _check_method(method)
+    if check:
+        checks.check_gaussian(lin, mu, cov, lin_batched=not shared_lin, mu_batched=True,
+                              cov_batched=not shared_cov)
+        if batch_size is not None:
+            checks.check_int(batch_size, "batch_size")
 
     def one(args: tuple) -> Moments:
         lin_i, mu_i, cov_i = args

@@ -23,6 +23,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from analytic import checks
+
 Array = jax.Array
 
 
@@ -58,18 +60,34 @@ def sample_inputs(key: Array, mu: Array, cov: Array, n: int) -> Array:
     return mu + noise.reshape(n, *mu.shape)
 
 
+def _check_sampling(samples: int, chunk: int) -> None:
+    """``chunk`` >= 2 samples (a chunk's covariance divides by chunk - 1) and ``samples``
+    a multiple of it, with at least two chunks (the standard errors need two)."""
+    checks.check_int(chunk, "chunk", 2)
+    if samples % chunk or samples < 2 * chunk:
+        raise ValueError(f"samples={samples} must be a multiple of chunk={chunk}, "
+                         f"with at least two chunks")
+
+
 def mc_moments(fn: Callable[[Array], Array], mu: Array, cov: Array, key: Array, *,
-               samples: int = 10_000, chunk: int = 1_000) -> MCMoments:
+               samples: int = 10_000, chunk: int = 1_000, check: bool = True) -> MCMoments:
     """Monte Carlo moments of ``fn(x)`` for x ~ N(mu, cov), one ``mu`` (vmap for more).
 
     ``fn`` maps a batch (b, *mu.shape) to outputs (b, k), e.g.
     ``lambda x: net.apply({"params": p}, x)``. ``samples`` must be a multiple of
     ``chunk``; chunk i uses ``fold_in(key, i)``.
+
+    ``check`` (default True): one ValueError for a ``mu`` with NaN/inf, variances that
+    are negative or NaN/inf, a full ``cov`` that is not symmetric or not PSD, or a ``cov``
+    shape that fits no input of ``mu``'s shape (values only outside jit / vmap; see
+    :mod:`analytic.checks`). ``check=False`` skips them; ``samples`` / ``chunk`` are
+    always checked.
     """
-    if samples % chunk or samples < 2 * chunk:
-        raise ValueError(f"samples={samples} must be a multiple of chunk={chunk}, "
-                         f"with at least two chunks")
+    _check_sampling(samples, chunk)
     mu = jnp.asarray(mu)
+    if check:
+        checks.check_finite(mu, "mu")
+        checks.check_cov(cov, mu.shape, mu.size)
     kind, root = noise_sqrt(cov, mu)
     k = jax.eval_shape(fn, jnp.zeros((1, *mu.shape), mu.dtype)).shape[-1]
 
@@ -101,12 +119,24 @@ def mc_moments(fn: Callable[[Array], Array], mu: Array, cov: Array, key: Array, 
 
 def mc_moments_batch(fn: Callable[[Array], Array], mus: Array, cov: Array, key: Array, *,
                      samples: int = 10_000, chunk: int = 1_000,
-                     batch_size: int | None = None) -> MCMoments:
+                     batch_size: int | None = None, check: bool = True) -> MCMoments:
     """:func:`mc_moments` for every input of ``mus`` (N, *shape), the same ``cov`` for all;
     input i uses ``split(key, N)[i]``. ``batch_size`` inputs are vmapped at a time
-    (``lax.map``), so at most batch_size * chunk samples are in memory."""
+    (``lax.map``), so at most batch_size * chunk samples are in memory.
+
+    ``check``: the checks of :func:`mc_moments` on ``mus`` (at least one input) and the
+    shared ``cov``; ``check=False`` skips them."""
+    _check_sampling(samples, chunk)
+    mus = jnp.asarray(mus)
+    if check:
+        if mus.ndim < 1 or mus.shape[0] < 1:
+            raise ValueError(f"mus of shape {mus.shape} holds no inputs; pass (N, *shape) "
+                             f"with N >= 1")
+        checks.check_finite(mus, "mus")
+        checks.check_cov(cov, mus.shape[1:], int(mus[0].size))
     keys = jax.random.split(key, mus.shape[0])
-    return jax.lax.map(lambda a: mc_moments(fn, a[0], cov, a[1], samples=samples, chunk=chunk),
+    return jax.lax.map(lambda a: mc_moments(fn, a[0], cov, a[1], samples=samples, chunk=chunk,
+                                            check=False),
                        (mus, keys), batch_size=batch_size)
 
 

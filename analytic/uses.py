@@ -16,7 +16,8 @@
   bivariate cdf), vmapped over p.
 
 All functions take a :class:`~analytic.linearize.Linearization` of one input and are
-jittable; vmap them over images.
+jittable; vmap them over images. The two that take a noise level check their inputs
+(:mod:`analytic.checks`; ``check=False`` skips it).
 """
 
 from __future__ import annotations
@@ -27,17 +28,34 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr
 
+from analytic import checks
 from analytic.linearize import Linearization
-from analytic.moments import Moments, moments, output_moments
+from analytic.moments import METHODS, Moments, moments, output_moments
 
 Array = jax.Array
 
 
+def _check_noise(lin: Linearization, x: Array, sigma, method: str, name: str) -> None:
+    """A consistent ``lin``, an input ``x`` of its d entries (finite), standard deviations
+    ``sigma`` >= 0 and finite, a known ``method`` (values skipped when traced)."""
+    checks.check_choice(method, METHODS)
+    d, _, _ = checks.check_linearization(lin)
+    checks.check_mean(x, d, "x", lin_shape=checks.shape_of(lin.A))
+    checks.check_nonnegative(sigma, name, "standard deviation",
+                             "pass sigma >= 0 (the noise is N(0, sigma^2))")
+
+
 def expected_logits_vs_noise(lin: Linearization, x: Array, sigmas: Array,
-                             method: str = "exact") -> Moments:
-    """Output moments for x + N(0, sigma^2 I), one row per sigma: mean (L, k), cov (L, k, k)."""
+                             method: str = "exact", *, check: bool = True) -> Moments:
+    """Output moments for x + N(0, sigma^2 I), one row per sigma: mean (L, k), cov (L, k, k).
+
+    ``check`` (default True): one ValueError for ``sigmas`` negative or NaN/inf, ``x``
+    not of ``lin``'s input size or not finite, an inconsistent ``lin`` or an unknown
+    ``method`` (values skipped when traced); ``check=False`` skips it."""
+    if check:
+        _check_noise(lin, x, sigmas, method, "sigmas")
     sigmas = jnp.asarray(sigmas, lin.A.dtype)
-    return jax.vmap(lambda s: moments(lin, x, s * s, method))(sigmas)
+    return jax.vmap(lambda s: moments(lin, x, s * s, method, check=False))(sigmas)
 
 
 def true_vs_best_other(mean: Array, label: Array) -> tuple[Array, Array]:
@@ -80,9 +98,24 @@ class SensitivityMap(NamedTuple):
 
 
 def sensitivity_map(lin: Linearization, x: Array, y: Array, sigma: float,
-                    method: str = "exact", batch_size: int | None = 64) -> SensitivityMap:
+                    method: str = "exact", batch_size: int | None = 64, *,
+                    check: bool = True) -> SensitivityMap:
     """Noise N(0, sigma^2) on one input pixel at a time (``lax.map`` over pixels in
-    vmapped groups of ``batch_size``), for the true class ``y``."""
+    vmapped groups of ``batch_size``), for the true class ``y``.
+
+    ``check`` (default True): one ValueError for ``sigma`` negative or NaN/inf, ``x`` not
+    of ``lin``'s input size or not finite, ``y`` not one class index in [0, k), an
+    inconsistent ``lin`` or an unknown ``method`` (values skipped when traced);
+    ``check=False`` skips it."""
+    if check:
+        _check_noise(lin, x, sigma, method, "sigma")
+        if checks.shape_of(y) != ():
+            raise ValueError(f"y must be one class index (a scalar), got shape "
+                             f"{checks.shape_of(y)}; vmap sensitivity_map over images")
+        k = checks.shape_of(lin.B)[0]
+        if not checks.traced(y) and not 0 <= int(y) < k:
+            raise ValueError(f"y = {int(y)} is outside [0, {k}); the linearization has "
+                             f"{k} classes")
     m = lin.A @ x.reshape(-1) + lin.c1
     clean = lin.B @ jax.nn.relu(m) + lin.c2
 

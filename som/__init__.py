@@ -15,7 +15,9 @@
 Modules: ``grid`` (lattices), ``neighborhood``, ``schedule`` (decays), ``bmu``, ``init``
 (random / PCA), ``train`` (online scan, batch map), ``quality`` (errors, U-matrix, hits),
 ``codes`` (layer codes of a ``nets`` model, their scaling), ``measures`` (per-layer
-measures), ``analysis`` (one map per layer of a network, clean and perturbed inputs).
+measures), ``analysis`` (one map per layer of a network, clean and perturbed inputs),
+``checks`` (the input checks of ``fit``, ``bmus`` and the errors: empty, non-2-D or
+non-finite data, a codebook of another dimension; ``check=False`` skips them).
 """
 
 from som import analysis, codes, measures, quality

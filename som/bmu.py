@@ -9,6 +9,10 @@ and ||x||^2 does not change the argmin, so the search is ``argmin_j (||w_j||^2 -
 Inputs are processed ``chunk`` rows at a time (``lax.map``) so memory stays O(chunk * M)
 for any N. Squared distances are clipped at 0 (cancellation can make them slightly
 negative in float32).
+
+:func:`bmus` and :func:`best_two` check their inputs first, outside jit
+(:func:`som.checks.check_map_inputs`: (N, d) data, N >= 1, of the codebook's d, both
+finite; NaN/inf only for concrete arrays); ``check=False`` skips it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from nets.batching import chunked
+from som import checks
 
 Array = jax.Array
 
@@ -36,21 +41,37 @@ def scores(x: Array, w: Array) -> Array:
 
 
 @functools.partial(jax.jit, static_argnames=("chunk",))
-def bmus(weights: Array, x: Array, chunk: int = 4096) -> Array:
-    """(N,) int32 index of the best-matching unit of each row of ``x`` for ``weights`` (M, d)."""
-
+def _bmus(weights: Array, x: Array, chunk: int = 4096) -> Array:
     def fn(xc):
         return jnp.argmin(scores(xc, weights), axis=-1).astype(jnp.int32)
 
     return chunked(fn, x, min(chunk, x.shape[0]))
 
 
-@functools.partial(jax.jit, static_argnames=("chunk",))
-def best_two(weights: Array, x: Array, chunk: int = 4096) -> Array:
-    """(N, 2) int32: the best and second-best matching units of each row of ``x``."""
+def bmus(weights: Array, x: Array, chunk: int = 4096, *, check: bool = True) -> Array:
+    """(N,) int32 index of the best-matching unit of each row of ``x`` for ``weights`` (M, d).
 
+    Jitted. ``check`` (default True): one ValueError, outside jit, for ``x`` not (N, d)
+    with N >= 1, a feature count other than the codebook's, or NaN/inf (values only when
+    not traced); ``check=False`` skips it."""
+    if check:
+        checks.check_map_inputs(weights, x, chunk)
+    return _bmus(weights, x, chunk)
+
+
+@functools.partial(jax.jit, static_argnames=("chunk",))
+def _best_two(weights: Array, x: Array, chunk: int = 4096) -> Array:
     def fn(xc):
         _, idx = jax.lax.top_k(-scores(xc, weights), 2)
         return idx.astype(jnp.int32)
 
     return chunked(fn, x, min(chunk, x.shape[0]))
+
+
+def best_two(weights: Array, x: Array, chunk: int = 4096, *, check: bool = True) -> Array:
+    """(N, 2) int32: the best and second-best matching units of each row of ``x``.
+
+    ``check``: as in :func:`bmus`, and at least two units."""
+    if check:
+        checks.check_map_inputs(weights, x, chunk, two=True)
+    return _best_two(weights, x, chunk)

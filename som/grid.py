@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from som.checks import check_int
+
 TOPOLOGIES = ("rectangular", "hexagonal")
 _TOL = 1e-6
 
@@ -38,8 +40,8 @@ class Grid:
     def __post_init__(self) -> None:
         if self.topology not in TOPOLOGIES:
             raise ValueError(f"unknown topology {self.topology!r}; use one of {TOPOLOGIES}")
-        if self.rows < 1 or self.cols < 1:
-            raise ValueError(f"grid must be at least 1x1, got {self.rows}x{self.cols}")
+        check_int(self.rows, "grid rows")
+        check_int(self.cols, "grid cols")
 
     @property
     def size(self) -> int:

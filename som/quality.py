@@ -9,6 +9,10 @@ hit maps.
 * U-matrix (Ultsch & Siemon 1990): per unit, the mean distance between its weight vector
   and those of its adjacent units; large values mark cluster borders.
 * Hit map: how many inputs each unit wins; with labels, per unit and class.
+
+The two errors check their inputs first, outside jit
+(:func:`som.checks.check_map_inputs`: (N, d) data of the codebook's d, finite, and for
+the topographic error a codebook of the grid's size); ``check=False`` skips it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from som import checks
 from som.bmu import best_two, bmus
 from som.grid import Grid
 
@@ -25,18 +30,39 @@ Array = jax.Array
 
 
 @functools.partial(jax.jit, static_argnames=("chunk",))
-def quantization_error(weights: Array, x: Array, chunk: int = 4096) -> Array:
-    """Mean distance between each row of ``x`` and its best-matching unit's weight."""
-    c = bmus(weights, x, chunk)
+def _quantization_error(weights: Array, x: Array, chunk: int = 4096) -> Array:
+    c = bmus(weights, x, chunk, check=False)
     return jnp.linalg.norm(x - weights[c], axis=-1).mean()
 
 
+def quantization_error(weights: Array, x: Array, chunk: int = 4096, *,
+                       check: bool = True) -> Array:
+    """Mean distance between each row of ``x`` and its best-matching unit's weight.
+
+    Jitted. ``check`` (default True): one ValueError, outside jit, for ``x`` not (N, d)
+    with N >= 1, a feature count other than the codebook's, or NaN/inf (values only when
+    not traced); ``check=False`` skips it."""
+    if check:
+        checks.check_map_inputs(weights, x, chunk)
+    return _quantization_error(weights, x, chunk)
+
+
 @functools.partial(jax.jit, static_argnames=("grid", "chunk"))
-def topographic_error(weights: Array, x: Array, grid: Grid, chunk: int = 4096) -> Array:
-    """Fraction of rows of ``x`` whose two best units are not adjacent on ``grid``."""
-    two = best_two(weights, x, chunk)
+def _topographic_error(weights: Array, x: Array, grid: Grid, chunk: int = 4096) -> Array:
+    two = best_two(weights, x, chunk, check=False)
     adjacent = jnp.asarray(grid.adjacency)[two[:, 0], two[:, 1]]
     return jnp.mean(~adjacent, dtype=jnp.float32)
+
+
+def topographic_error(weights: Array, x: Array, grid: Grid, chunk: int = 4096, *,
+                      check: bool = True) -> Array:
+    """Fraction of rows of ``x`` whose two best units are not adjacent on ``grid``.
+
+    ``check``: as in :func:`quantization_error`, and ``weights`` must have one row per
+    unit of ``grid`` (at least two); ``check=False`` skips it."""
+    if check:
+        checks.check_map_inputs(weights, x, chunk, grid.size, two=True)
+    return _topographic_error(weights, x, grid, chunk)
 
 
 @functools.partial(jax.jit, static_argnames=("grid",))

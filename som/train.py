@@ -22,6 +22,12 @@ learning rate.
 Everything is a pure function of (spec, arrays, key); :func:`fit` is jittable and
 ``jax.vmap(fit)`` trains many maps at once (one per layer on zero-padded codes, or one
 per seed): :func:`fit_many`.
+
+:func:`fit`, :func:`fit_many` and :func:`train` check their inputs first, outside jit
+(:mod:`som.checks`: one ValueError for data that is not 2-D, has no samples or has
+NaN/inf rows, a codebook of the wrong size); NaN/inf is checked only for concrete arrays
+(not inside a caller's jit / vmap), and ``check=False`` skips the checks in a hot loop.
+:class:`SOMSpec` and :class:`~som.grid.Grid` check their fields when built.
 """
 
 from __future__ import annotations
@@ -33,8 +39,8 @@ import jax
 import jax.numpy as jnp
 
 from nets.batching import pad_rows
+from som import checks, schedule
 from som import neighborhood as nb_lib
-from som import schedule
 from som.bmu import scores
 from som.grid import Grid
 from som.init import INITS, init_weights
@@ -49,7 +55,10 @@ class SOMSpec:
 
     ``steps`` counts batch passes over the data (``batch``) or single-sample updates
     (``online``). ``sigma = 0`` means max(rows, cols) / 2. The learning rate applies to
-    ``online`` only.
+    ``online`` only. Built with bad fields it raises one ValueError: an unknown
+    algorithm, init, neighborhood or decay; ``steps`` or ``chunk`` not an integer >= 1;
+    ``sigma`` < 0 or ``sigma_end`` <= 0 or not finite; for ``online``, learning rates
+    < 0 (<= 0 with the exponential decay) or not finite.
     """
 
     grid: Grid
@@ -71,8 +80,14 @@ class SOMSpec:
             raise ValueError(f"unknown init {self.init!r}; use one of {INITS}")
         nb_lib.get(self.neighborhood)
         schedule.check(self.decay)
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        checks.check_int(self.steps, "steps")
+        checks.check_int(self.chunk, "chunk")
+        checks.check_number(self.sigma, "sigma")  # 0: the default start radius
+        checks.check_number(self.sigma_end, "sigma_end", strict=True)
+        if self.algorithm == "online":
+            strict = self.decay == "exponential"  # v0 (v_end / v0) ** frac needs both > 0
+            checks.check_number(self.learning_rate, "learning_rate", strict=strict)
+            checks.check_number(self.learning_rate_end, "learning_rate_end", strict=strict)
 
     @property
     def sigma_start(self) -> float:
@@ -164,22 +179,54 @@ def train_batch(spec: SOMSpec, weights: Array, x: Array) -> Array:
     return w
 
 
-def train(spec: SOMSpec, weights: Array, x: Array, key: Array) -> Array:
-    """Train from ``weights`` with ``spec.algorithm`` (the key orders online samples)."""
+def train(spec: SOMSpec, weights: Array, x: Array, key: Array, *,
+          check: bool = True) -> Array:
+    """Train from ``weights`` with ``spec.algorithm`` (the key orders online samples).
+
+    ``check`` (default True): one ValueError for ``x`` that is not (N, d) with N >= 1 or
+    has NaN/inf rows, or ``weights`` that are not (grid units, d) or not finite (values
+    only when not traced); ``check=False`` skips it."""
+    if check:
+        checks.check_data(x)
+        checks.check_weights(weights, x, spec.grid.size)
     if spec.algorithm == "online":
         return train_online(spec, weights, x, key)
     return train_batch(spec, weights, x)
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
-def fit(spec: SOMSpec, key: Array, x: Array) -> Array:
-    """Initialize (``spec.init``) and train a map on ``x`` (N, d); returns weights (M, d)."""
+def _fit(spec: SOMSpec, key: Array, x: Array) -> Array:
     k_init, k_train = jax.random.split(key)
     x = jnp.asarray(x, jnp.float32)
-    return train(spec, init_weights(k_init, x, spec.grid, spec.init), x, k_train)
+    return train(spec, init_weights(k_init, x, spec.grid, spec.init), x, k_train, check=False)
+
+
+def fit(spec: SOMSpec, key: Array, x: Array, *, check: bool = True) -> Array:
+    """Initialize (``spec.init``) and train a map on ``x`` (N, d); returns weights (M, d).
+
+    Jitted (one compile per spec and shapes). ``check`` (default True): first, outside
+    jit, one ValueError for ``x`` that is not 2-D, has no samples or features, or has
+    NaN/inf rows (the message counts them and names the first; not checked when ``x`` is
+    traced, inside a caller's jit / vmap). ``check=False`` skips it in a hot loop."""
+    if check:
+        checks.check_data(x)
+    return _fit(spec, key, x)
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
-def fit_many(spec: SOMSpec, keys: Array, xs: Array) -> Array:
-    """K maps at once: ``keys`` (K, 2), ``xs`` (K, N, d) -> weights (K, M, d) (vmap of fit)."""
-    return jax.vmap(lambda k, x: fit(spec, k, x))(keys, xs)
+def _fit_many(spec: SOMSpec, keys: Array, xs: Array) -> Array:
+    return jax.vmap(lambda k, x: _fit(spec, k, x))(keys, xs)
+
+
+def fit_many(spec: SOMSpec, keys: Array, xs: Array, *, check: bool = True) -> Array:
+    """K maps at once: ``keys`` (K, 2), ``xs`` (K, N, d) -> weights (K, M, d) (vmap of fit).
+
+    ``check``: the checks of :func:`fit` on each of the K sets (``xs`` must be 3-D), and
+    one key per set; ``check=False`` skips them."""
+    if check:
+        checks.check_data(xs, "xs", batched=True)
+        if checks.shape_of(keys)[:1] != checks.shape_of(xs)[:1]:
+            raise ValueError(f"keys of shape {checks.shape_of(keys)} must hold one key per set "
+                             f"of xs ({checks.shape_of(xs)[0]}); use jax.random.split(key, "
+                             f"{checks.shape_of(xs)[0]})")
+    return _fit_many(spec, keys, xs)
