@@ -26,6 +26,7 @@ import numpy as np
 import optax
 from jax.tree_util import Partial
 
+from attacks.l1 import l1_norm, project_l1_box
 from nets.batching import pad_rows
 from nets.models import Net
 
@@ -90,7 +91,10 @@ def project(x_adv: Array, x: Array, eps: Array, norm: str, bounds: Bounds) -> Ar
 
     For linf, clipping keeps the ball (a box intersected with a box). For l2, clipping to
     the bounds can only shrink each coordinate's distance to ``x`` (x is inside the
-    bounds), so the result stays inside the ball.
+    bounds), so the result stays inside the ball. For l1, "project then clip" is not the
+    nearest point of the l1-ball ∩ box, so l1 uses the exact projection onto the
+    intersection (Croce & Hein 2021, :func:`attacks.l1.project_l1_box`); the final clip
+    only absorbs rounding.
     """
     delta = x_adv - x
     if norm == "linf":
@@ -98,9 +102,17 @@ def project(x_adv: Array, x: Array, eps: Array, norm: str, bounds: Bounds) -> Ar
     elif norm == "l2":
         n = l2_norm(delta)
         delta = delta * jnp.minimum(1.0, eps / jnp.maximum(n, 1e-12))
+    elif norm == "l1":  # the exact projection onto the l1-ball ∩ box (attacks/l1.py)
+        delta = project_l1_box(delta, x, _per_example(eps, x), bounds)
     else:
-        raise ValueError(f"unknown norm {norm!r}; use one of {NORMS}")
+        raise ValueError(f"unknown norm {norm!r}; use one of {ALL_NORMS}")
     return jnp.clip(x + delta, *bounds)
+
+
+def _per_example(eps, x: Array) -> Array:
+    """``eps`` as a scalar or (N,): a scalar, (N,) or (N, 1, 1, ...) eps for the l1 helpers."""
+    eps = jnp.asarray(eps, x.dtype)
+    return eps if eps.ndim == 0 else eps.reshape(x.shape[0])
 
 
 def is_key_batch(key: Array) -> bool:
@@ -133,19 +145,31 @@ def random_start(key: Array, x: Array, eps: Array, norm: str, bounds: Bounds) ->
         return jax.vmap(one)(key, x, eps)
     if norm == "linf":
         delta = jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0) * eps
-    else:  # uniform in the l2 ball: gaussian direction, radius eps * U^(1/d)
+    elif norm == "l1":  # uniform in the l1 ball: Laplace coordinates over (||.||_1 + Exp(1))
+        kd, ke = jax.random.split(key)
+        lap = jax.random.laplace(kd, x.shape, x.dtype)
+        extra = jax.random.exponential(ke, (x.shape[0],) + (1,) * (x.ndim - 1), x.dtype)
+        delta = lap / (l1_norm(lap) + extra) * eps
+    elif norm == "l2":  # uniform in the l2 ball: gaussian direction, radius eps * U^(1/d)
         kd, kr = jax.random.split(key)
         d = jax.random.normal(kd, x.shape, x.dtype)
         dim = x[0].size
         r = jax.random.uniform(kr, (x.shape[0],) + (1,) * (x.ndim - 1), x.dtype) ** (1.0 / dim)
         delta = d / jnp.maximum(l2_norm(d), 1e-12) * r * eps
-    return jnp.clip(x + delta, *bounds)
+    else:
+        raise ValueError(f"unknown norm {norm!r}; use one of {ALL_NORMS}")
+    return jnp.clip(x + delta, *bounds)  # clipping only shrinks |delta_i|: still in the ball
 
 
 def normalize(g: Array, norm: str) -> Array:
-    """Steepest-ascent direction of unit size: sign(g) for linf, g/||g||_2 for l2."""
+    """Steepest-ascent direction of unit size: sign(g) for linf, g/||g||_2 for l2, and for
+    l1 sign(g_i) e_i at the largest |g_i| (a vertex of the l1 ball; ties: the first)."""
     if norm == "linf":
         return jnp.sign(g)
+    if norm == "l1":
+        flat = g.reshape(g.shape[0], -1)
+        top = jax.nn.one_hot(jnp.argmax(jnp.abs(flat), -1), flat.shape[1], dtype=g.dtype)
+        return (top * jnp.sign(flat)).reshape(g.shape)
     return g / jnp.maximum(l2_norm(g), 1e-12)
 
 
