@@ -195,7 +195,8 @@ def check_inputs(x: Array, y: Array, bounds: Bounds, steps: int | None = None) -
         raise ValueError(f"labels must be integer class indices of shape ({x.shape[0]},), got "
                          f"{y_arr.dtype} {y_arr.shape}; one-hot labels? use y.argmax(-1)")
     lo, hi = bounds
-    x_lo, x_hi = float(jnp.min(x)), float(jnp.max(x))
+    with jax.ensure_compile_time_eval():  # concrete x closed over by a caller's jit
+        x_lo, x_hi = float(jnp.min(x)), float(jnp.max(x))
     if x_lo < lo - 1e-6 or x_hi > hi + 1e-6:
         raise ValueError(f"inputs span [{x_lo:g}, {x_hi:g}], outside bounds {tuple(bounds)}; "
                          f"scale them (e.g. images / 255) or pass bounds=({x_lo:g}, {x_hi:g})")
