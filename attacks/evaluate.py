@@ -1,8 +1,10 @@
 """Robust accuracy of a model over an eps grid, for a list of attacks, in one call.
 
-* Budgeted attacks (FGSM, BIM, PGD, MI-FGSM) run once per eps; the eps grid is a
-  ``vmap`` inside one jitted program per attack.
-* Minimal-perturbation attacks (DeepFool, CW-L2) run once, unconstrained; an example
+* Budgeted attacks (FGSM, BIM, PGD, MI-FGSM, APGD, APGD-T, Square) run once per eps;
+  the eps grid is a ``vmap`` inside one jitted program per attack.
+* AutoAttack runs once per eps on the host (:mod:`attacks.autoattack`: each member only
+  on the examples still robust).
+* Minimal-perturbation attacks (DeepFool, CW-L2, FAB, FAB-T) run once, unconstrained; an example
   counts as broken at eps when the attack succeeded with ||delta|| <= eps.
 
 Data go through in fixed-size chunks (the last one padded), so memory is bounded and
@@ -24,9 +26,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from attacks.apgd import apgd, apgd_t
+from attacks.autoattack import autoattack
 from attacks.common import Array, Bounds, LogitsFn, as_pytree_fn, example_keys
+from attacks.fab import fab
 from attacks.gradient import bim, fgsm, mifgsm, pgd
 from attacks.minimal import carlini_wagner_l2, deepfool
+from attacks.outcome import distance
+from attacks.square import square
 from nets import xla
 from nets.batching import pad_rows
 
@@ -39,18 +46,28 @@ CPU_CHUNK = 16
 
 @dataclasses.dataclass(frozen=True)
 class Attack:
-    """An attack function with its fixed settings; ``minimal`` ones ignore the eps budget."""
+    """An attack function with its fixed settings.
+
+    ``minimal`` attacks (DeepFool, CW-L2, FAB) run once unconstrained and their measured
+    norm is compared with each eps; an ``ensemble`` (AutoAttack) runs once per eps on the
+    host (each member sees only the examples still robust, which a vmap over eps cannot
+    express); the others run on the whole eps grid in one vmapped program.
+    """
 
     fn: Callable[..., Array]
     norm: str = "linf"
     minimal: bool = False
+    ensemble: bool = False
+    takes_norm: bool = True  # CW-L2 is l2 only and has no norm argument
     kwargs: tuple[tuple[str, object], ...] = ()
 
     def __call__(self, logits_fn, x, y, *, eps, key, targeted=False, bounds=(0.0, 1.0)):
-        kw = dict(self.kwargs)
-        if self.fn in (pgd, bim, mifgsm, fgsm) and "norm" not in kw:
-            kw["norm"] = self.norm
-        return self.fn(logits_fn, x, y, eps=eps, key=key, targeted=targeted, bounds=bounds, **kw)
+        kw = {"norm": self.norm} if self.takes_norm else {}
+        if targeted:  # only passed when asked: APGD-T and FAB-T choose their own targets
+            kw["targeted"] = True
+        kw.update(self.kwargs)
+        out = self.fn(logits_fn, x, y, eps=eps, key=key, bounds=bounds, **kw)
+        return jnp.asarray(out.x_adv) if self.ensemble else out
 
 
 def make_attack(name: str, **kwargs) -> Attack:
@@ -68,15 +85,22 @@ ATTACKS: dict[str, Attack] = {
     "mifgsm": Attack(mifgsm, "linf"),
     "pgd_l2": Attack(pgd, "l2"),
     "fgm_l2": Attack(fgsm, "l2"),
-    "deepfool": Attack(deepfool, "l2", minimal=True, kwargs=(("norm", "l2"),)),
-    "deepfool_linf": Attack(deepfool, "linf", minimal=True, kwargs=(("norm", "linf"),)),
-    "cw_l2": Attack(carlini_wagner_l2, "l2", minimal=True),
+    "deepfool": Attack(deepfool, "l2", minimal=True),
+    "deepfool_linf": Attack(deepfool, "linf", minimal=True),
+    "cw_l2": Attack(carlini_wagner_l2, "l2", minimal=True, takes_norm=False),
+    "apgd_ce": Attack(apgd, "linf", kwargs=(("loss", "ce"),)),
+    "apgd_dlr": Attack(apgd, "linf", kwargs=(("loss", "dlr"),)),
+    "apgd_t": Attack(apgd_t, "linf"),
+    "apgd_ce_l2": Attack(apgd, "l2", kwargs=(("loss", "ce"),)),
+    "apgd_t_l2": Attack(apgd_t, "l2"),
+    "fab": Attack(fab, "linf", minimal=True),
+    "fab_t": Attack(fab, "linf", minimal=True, kwargs=(("targeted", True),)),
+    "fab_l2": Attack(fab, "l2", minimal=True),
+    "square": Attack(square, "linf"),
+    "square_l2": Attack(square, "l2"),
+    "autoattack": Attack(autoattack, "linf", ensemble=True),
+    "autoattack_l2": Attack(autoattack, "l2", ensemble=True),
 }
-
-
-def _norm(delta: Array, norm: str) -> Array:
-    flat = delta.reshape(delta.shape[0], -1)
-    return jnp.abs(flat).max(-1) if norm == "linf" else jnp.sqrt(jnp.sum(flat * flat, -1))
 
 
 @functools.partial(xla.jit, static_argnames=("attack", "targeted", "bounds"))
@@ -88,7 +112,7 @@ def _broken(fn, attack: Attack, x, y, eps_grid, key, *, targeted, bounds):
         xa = attack(fn, x, y, eps=jnp.inf, key=key, targeted=targeted, bounds=bounds)
         pred = fn(xa).argmax(-1)
         hit = pred != y
-        dist = jnp.where(hit, _norm(xa - x, attack.norm), jnp.inf)
+        dist = jnp.where(hit, distance(xa - x, attack.norm), jnp.inf)
         broken = ~clean_ok[None] | (dist[None] <= eps_grid[:, None])
         return broken, jnp.where(clean_ok, dist, 0.0)
 
@@ -100,6 +124,20 @@ def _broken(fn, attack: Attack, x, y, eps_grid, key, *, targeted, bounds):
     first = jnp.argmax(broken, axis=0)
     dist = jnp.where(broken.any(0), eps_grid[first], jnp.inf)
     return broken, dist
+
+
+def _ensemble_broken(fn, attack: Attack, x, y, grid, key, bounds) -> np.ndarray:
+    """(E, N) broken masks of an ensemble (AutoAttack), one host call per eps > 0 with the
+    same per-example keys as the other attacks; eps = 0 breaks the misclassified only."""
+    rows = []
+    for eps in np.asarray(grid):
+        if eps == 0:
+            rows.append(np.asarray(fn(x).argmax(-1) != y))
+            continue
+        res = attack.fn(fn, x, y, eps=float(eps), norm=attack.norm, bounds=bounds,
+                        key=example_keys(key, x.shape[0]), **dict(attack.kwargs))
+        rows.append(~res.robust)
+    return np.stack(rows)
 
 
 def robust_accuracy(
@@ -145,16 +183,22 @@ def robust_accuracy(
         grid = jnp.asarray(grid, x.dtype)
         if bool(jnp.any(jnp.diff(grid) < 0)):
             raise ValueError(f"eps grid for {name} must be ascending, got {grid}")
-        parts = [_broken(fn, attack, xp[i:i + size], yp[i:i + size], grid, kp[i:i + size],
-                         targeted=False, bounds=bounds)
-                 for i in range(0, xp.shape[0], size)]
-        broken = np.concatenate([np.asarray(b) for b, _ in parts], axis=1)[:, :n]
+        if attack.ensemble:
+            broken = _ensemble_broken(fn, attack, x, y, grid, key, bounds)
+            hit = broken.any(0)
+            min_eps = np.where(hit, np.asarray(grid)[np.argmax(broken, 0)], np.inf)
+        else:
+            parts = [_broken(fn, attack, xp[i:i + size], yp[i:i + size], grid, kp[i:i + size],
+                             targeted=False, bounds=bounds)
+                     for i in range(0, xp.shape[0], size)]
+            broken = np.concatenate([np.asarray(b) for b, _ in parts], axis=1)[:, :n]
+            min_eps = np.concatenate([np.asarray(d) for _, d in parts])[:n]
         correct = ~broken
         out[name] = {
             "eps": np.asarray(grid),
             "correct": correct,
             "accuracy": correct.mean(1),
-            "min_eps": np.concatenate([np.asarray(d) for _, d in parts])[:n],
+            "min_eps": min_eps,
         }
         if progress is not None:
             progress(name)
