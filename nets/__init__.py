@@ -8,15 +8,25 @@
 Modules: ``data`` (digits, mnist5k, TFDS, synthetic), ``models`` (LeNet-5, AlexNet-style,
 MLP: flax modules whose layers can be captured or run as slices), ``conv`` (exact
 convolutions with CPU-fast paths), ``train`` (S models side by side in one vmapped step),
+``adversarial`` (the PGD-AT and TRADES objectives ``train`` can use),
 ``evaluate`` (chunked logits and accuracy), ``batching`` (pad-to-chunk), ``checkpoint``
 (orbax), ``distributed`` (several hosts), ``xla`` (compiler options).
 """
 
-from nets import batching, checkpoint, data, distributed, evaluate, models, train
+from nets import (
+    adversarial,
+    batching,
+    checkpoint,
+    data,
+    distributed,
+    evaluate,
+    models,
+    train,
+)
 from nets.data import Dataset, DatasetNotPreparedError
 from nets.models import Net, count_params, get_model, init_params
 from nets.train import NonFiniteLossError, TrainSpec, fit, select
 
 __all__ = ["Dataset", "DatasetNotPreparedError", "Net", "NonFiniteLossError", "TrainSpec",
-           "batching", "checkpoint", "count_params", "data", "distributed", "evaluate", "fit",
+           "adversarial", "batching", "checkpoint", "count_params", "data", "distributed", "evaluate", "fit",
            "get_model", "init_params", "models", "select", "train"]

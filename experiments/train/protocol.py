@@ -19,6 +19,7 @@ from experiments.lens import Context
 from experiments.progress import logging_bar
 from nets import data as data_lib
 from nets import models
+from nets.adversarial import Adversarial
 from nets.distributed import fetch
 from nets.train import LOOPS, OPTIMIZERS, TrainSpec, fit, hyperparameters, select
 
@@ -69,7 +70,18 @@ def train_spec(cfg: ml_collections.ConfigDict) -> TrainSpec:
     if cfg.loop not in LOOPS:
         raise ConfigError(f"unknown train.loop {cfg.loop!r}; choose one of {LOOPS}")
     fields = {f.name for f in dataclasses.fields(TrainSpec)}
-    return TrainSpec(**{k: v for k, v in cfg.items() if k in fields})
+    spec = TrainSpec(**{k: v for k, v in cfg.items() if k in fields})
+    try:  # adversarial, adv_eps, adv_steps, adv_step_size, trades_beta, adv_warmup
+        Adversarial.of(spec).check()
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return spec
+
+
+def training(cfg: ml_collections.ConfigDict) -> str:
+    """How the models were trained, in one line: ``standard``, or the adversarial
+    objective with its settings (e.g. ``PGD-AT, Linf eps=0.1, 7 steps of 2.5 eps/7``)."""
+    return Adversarial.of(train_spec(cfg)).describe()
 
 
 def stacked_hparams(points: list[dict], spec: TrainSpec, num_seeds: int) -> dict[str, list]:
@@ -125,6 +137,7 @@ def run(config: ml_collections.ConfigDict, ctx: Context) -> dict:
         "test_accuracy": float(acc.mean()),
         "test_accuracy_per_seed": acc.tolist(),
         "seeds": seeds,
+        "training": training(config.train),
         "parameters": models.count_params(select(states, 0)["params"]),
         "train_images": int(train.images.shape[0]),
         "test_images": int(test.images.shape[0]),

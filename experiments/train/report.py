@@ -21,19 +21,25 @@ def _series(results: dict, key: str, records: list[dict]) -> dict[str, np.ndarra
 
 def write(config: ml_collections.ConfigDict, results: dict, save: SaveFigure) -> str:
     history = results["history"]
+    points = results.get("points") or [results]
+    adversarial = any(p.get("training", "standard") != "standard" for p in points)
     evaluated = [r for r in history if "test_accuracy" in r]
     loss = save("train_loss.png", render.curves(
         [r["epoch"] + 1 for r in history], _series(results, "train_loss", history),
-        "epoch", "training cross-entropy", "Training loss"))
+        "epoch", "training loss" if adversarial else "training cross-entropy",
+        "Training loss"))
     acc = save("test_accuracy.png", render.curves(
         [r["epoch"] + 1 for r in evaluated], _series(results, "test_accuracy", evaluated),
         "epoch", "test accuracy", "Test accuracy"))
-    points = results.get("points") or [results]
     swept = [k for k in points[0] if k.startswith("train.")]
     rows = [[*(p[k] for k in swept), config.model.name, config.data.name, len(p["seeds"]),
-             render.fmt_mean_std(p["test_accuracy_per_seed"]), p["parameters"],
-             f"{p['seconds']:.1f}"] for p in points]
-    header = [*swept, "model", "data", "seeds", "test accuracy (mean ± sd over seeds)",
-              "parameters", "seconds"]
-    return ("## Training\n\n" + render.table(header, rows)
+             p.get("training", "standard"), render.fmt_mean_std(p["test_accuracy_per_seed"]),
+             p["parameters"], f"{p['seconds']:.1f}"] for p in points]
+    header = [*swept, "model", "data", "seeds", "training",
+              "test accuracy (mean ± sd over seeds)", "parameters", "seconds"]
+    trainings = "; ".join(sorted({p.get("training", "standard") for p in points}))
+    note = (f"Training objective: {trainings} (nets.adversarial: PGD-AT of Madry et al. "
+            "2018, TRADES of Zhang et al. 2019); test accuracy is on clean images.\n\n"
+            if adversarial else "")
+    return ("## Training\n\n" + note + render.table(header, rows)
             + f"\n![train loss]({loss})\n\n![test accuracy]({acc})\n")
