@@ -18,6 +18,7 @@ import numpy as np
 
 from attacks.common import model_logits_fn
 from attacks.evaluate import ATTACKS, Attack, make_attack, robust_accuracy
+from experiments.attacks import ensemble
 from experiments.config import ConfigError, sweepable
 from experiments.intervals import over_seeds_and_images
 from experiments.lens import Context
@@ -51,6 +52,8 @@ def defaults() -> ml_collections.ConfigDict:
         # 0 = attacks.evaluate's choice: 16 on CPU (fastest there), all elsewhere
         "chunk": 0,
         "seed": 0,  # random starts: seed i's key is fold_in(PRNGKey(seed), i)
+        # AutoAttack at one linf eps, on the standard and on PGD-AT models (ensemble.py)
+        "autoattack": ensemble.defaults(),
     })
     return c
 
@@ -76,6 +79,7 @@ def _check(cfg: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"attacks.{key} must be >= 1, got {cfg[key]}")
     if cfg.chunk < 0:
         raise ConfigError(f"attacks.chunk must be >= 1, or 0 for the default; got {cfg.chunk}")
+    ensemble.check(cfg.autoattack)
 
 
 def build_attacks(cfg: ml_collections.ConfigDict) -> dict[str, Attack]:
@@ -142,4 +146,6 @@ def run(config: ml_collections.ConfigDict, ctx: Context) -> dict:
         results["median_min_eps"][name] = float(np.mean(min_eps[name]))
         if name in PER_IMAGE:
             results["correct"][name] = mask.tolist()
+    if cfg.autoattack.enabled:
+        results["autoattack"] = ensemble.run(config, ctx, x, y, (net, states))
     return results

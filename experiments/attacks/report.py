@@ -75,4 +75,56 @@ def write(config: ml_collections.ConfigDict, results: dict, save: SaveFigure) ->
              "found), averaged over seeds; seconds are summed over seeds.\n\n")
     for norm in norms:
         text += f"### {NORM_WORDS[norm]} attacks\n\n" + _table(results, norm) + "\n"
+    if results.get("autoattack"):
+        text += _autoattack(results["autoattack"], save)
     return text
+
+
+MEMBER_LABELS = {"apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR", "apgd-t": "APGD-T",
+                 "fab": "FAB", "fab-t": "FAB-T", "square": "Square"}
+
+
+def _autoattack_figure(aa: dict, names: list[str]):
+    """Running robust accuracy (clean, then after each member) per model kind, with seed
+    bands."""
+    series = {}
+    for kind, m in aa["models"].items():
+        rows = [[clean, *(seed[n] for n in names)]
+                for clean, seed in zip(m["clean_accuracy_per_seed"], m["robust_after_per_seed"])]
+        series[kind] = np.asarray(rows)
+    fig = render.curves(list(range(len(names) + 1)), series, "AutoAttack member",
+                        "accuracy (fraction of test images)",
+                        f"AutoAttack, linf eps {aa['eps']:g}: accuracy after each member")
+    ax = fig.axes[0]
+    ax.set_xticks(range(len(names) + 1), ["clean", *(MEMBER_LABELS.get(n, n) for n in names)])
+    ax.set_ylim(-0.02, 1.02)
+    fig.tight_layout()
+    return fig
+
+
+def _autoattack(aa: dict, save: SaveFigure) -> str:
+    """AutoAttack per model kind: robust accuracy after each member, PGD beside it."""
+    budget = "; ".join(f"{MEMBER_LABELS.get(k, k)} " + ", ".join(f"{n}={v}" for n, v in kw.items())
+                       for k, kw in aa["settings"].items())
+    text = (f"### AutoAttack (linf eps {aa['eps']:g}, {aa['version']} version)\n\n"
+            f"Each member runs only on the images every earlier member left robust "
+            f"(Croce & Hein 2020). Budgets: {budget} (the reference uses 100 iterations, "
+            f"9 target classes and 5,000 queries; smaller budgets can only overstate "
+            f"robustness). Robust accuracy with its 95% interval over seeds and images; "
+            f"the per-member columns are the running robust accuracy (mean over seeds); "
+            f"PGD is the lens's PGD at the same eps.\n\n")
+    names = list(next(iter(aa["models"].values()))["robust_after_per_seed"][0])
+    fig = save("autoattack.png", _autoattack_figure(aa, names))
+    text += f"![accuracy after each AutoAttack member]({fig})\n\n"
+    rows = []
+    for kind, m in aa["models"].items():
+        after = [np.mean([seed[n] for seed in m["robust_after_per_seed"]]) for n in names]
+        rows.append([kind if m["training"] == kind else f"{kind} ({m['training']})",
+                     f"{np.mean(m['clean_accuracy_per_seed']):.3f}",
+                     Interval.from_dict(m["pgd_robust_accuracy_interval"]).fmt(),
+                     *(f"{a:.3f}" for a in after),
+                     Interval.from_dict(m["robust_accuracy_interval"]).fmt(),
+                     f"{m['seconds']:.1f}"])
+    header = ["model", "clean", "PGD", *(f"after {MEMBER_LABELS.get(n, n)}" for n in names),
+              "AutoAttack", "seconds"]
+    return text + render.table(header, rows) + "\n"

@@ -97,3 +97,35 @@ def test_no_finding_without_both_attacks_or_a_positive_eps():
     assert claims.findings(_results({"fgsm": _masks(0.5, 8)})) == []
     assert claims.findings(_results({"fgsm": _masks(0.5, 8), "pgd": _masks(0.5, 9)},
                                     grid=(0.0,), eps=0.0)) == []
+
+
+def _aa_results(std: np.ndarray, adv: np.ndarray | None, pgd_adv: np.ndarray) -> dict:
+    """Results with an AutoAttack part: robust masks (S, N) per model kind."""
+    models = {"standard": {"robust": std.tolist(), "pgd_robust": _masks(0.3, 7).tolist()}}
+    if adv is not None:
+        models["adversarial"] = {"robust": adv.tolist(), "pgd_robust": pgd_adv.tolist()}
+    return {"eps": {"linf": [0.0], "l2": []}, "correct": {}, "robust_accuracy": {},
+            "autoattack": {"eps": 0.1, "models": models}}
+
+
+def test_autoattack_findings_pair_images_and_match_the_reference_interval():
+    std, adv = _masks(0.1, 1), _masks(0.6, 2)
+    pgd_adv = np.maximum(adv, _masks(0.2, 3))  # PGD never breaks what AutoAttack keeps
+    aa_vs_pgd, at = claims.findings(_aa_results(std, adv, pgd_adv))
+    assert aa_vs_pgd.claim is claims.AA_AT_LEAST_PGD and at.claim is claims.AT_RAISES_ROBUSTNESS
+    for finding, d in ((aa_vs_pgd, pgd_adv - adv), (at, adv - std)):
+        est, lo, hi = _reference(d.astype(float))
+        assert finding.interval.estimate == pytest.approx(est)
+        assert finding.interval.lo == pytest.approx(lo, abs=0.01)
+        assert finding.interval.hi == pytest.approx(hi, abs=0.01)
+        assert finding.verdict == "yes"
+
+
+def test_autoattack_findings_no_and_inconclusive():
+    std, adv = _masks(0.6, 1), _masks(0.1, 2)  # "adversarial" models less robust: no
+    (_, at) = claims.findings(_aa_results(std, adv, adv))
+    assert at.verdict == "no"
+    (aa_vs_pgd, _) = claims.findings(_aa_results(std, adv, adv))  # PGD == AutoAttack
+    assert aa_vs_pgd.verdict == "inconclusive" and aa_vs_pgd.interval.estimate == 0
+    (only,) = claims.findings(_aa_results(std, None, adv))  # no robust models: one finding
+    assert only.claim is claims.AA_AT_LEAST_PGD and "standard models" in only.detail

@@ -19,7 +19,9 @@ def test_attacks_lens_writes_per_image_results_findings_and_figures(tmp_path):
             "--config.attacks.images=48", "--config.attacks.chunk=32",
             "--config.attacks.names=('fgsm', 'pgd', 'deepfool')", "--config.attacks.steps=3",
             "--config.attacks.linf_eps=(0.3, 0.0, 0.1)", "--config.attacks.l2_eps=(0.0, 2.0)",
-            "--config.attacks.deepfool_steps=5"]
+            "--config.attacks.deepfool_steps=5", "--config.attacks.autoattack.steps=2",
+            "--config.attacks.autoattack.targets=2", "--config.attacks.autoattack.queries=10",
+            "--config.attacks.autoattack.adv_steps=1", "--config.attacks.autoattack.adv_warmup=0"]
     results = run_script.main(args)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == results
@@ -42,7 +44,7 @@ def test_attacks_lens_writes_per_image_results_findings_and_figures(tmp_path):
             assert cell["estimate"] == pytest.approx(ra[name][key])
             assert cell["lo"] is None or cell["lo"] <= cell["estimate"] <= cell["hi"]
 
-    (finding,) = saved["findings"]
+    finding, aa_vs_pgd, at_raises = saved["findings"]
     assert finding["lens"] == "attacks" and finding["verdict"] in VERDICTS
     assert "linf eps 0.1" in finding["detail"]
     for k in ("estimate", "lo", "hi"):
@@ -51,6 +53,27 @@ def test_attacks_lens_writes_per_image_results_findings_and_figures(tmp_path):
     assert (tmp_path / finding["figure"]).is_file()
     report = (tmp_path / "report.md").read_text()
     assert "## Input attacks" in report and "| pgd |" in report and "robust_accuracy.png" in report
+
+    # AutoAttack on the standard and on PGD-AT models (trained into their own checkpoints)
+    aa = saved["autoattack"]
+    assert set(aa["models"]) == {"standard", "adversarial"}
+    assert (tmp_path / "checkpoints_adversarial").is_dir()
+    for m in aa["models"].values():
+        robust, pgd = np.asarray(m["robust"]), np.asarray(m["pgd_robust"])
+        assert robust.shape == pgd.shape == (2, 48)
+        last = [seed["square"] for seed in m["robust_after_per_seed"]]
+        np.testing.assert_allclose(robust.mean(1), last)  # the mask ends the member chain
+        assert m["robust_accuracy_interval"]["estimate"] == pytest.approx(robust.mean())
+    assert "PGD-AT" in aa["models"]["adversarial"]["training"]
+    assert aa["settings"]["apgd-t"] == {"steps": 2, "n_target_classes": 2}
+    adv = np.asarray(aa["models"]["adversarial"]["robust"], float)
+    std = np.asarray(aa["models"]["standard"]["robust"], float)
+    assert at_raises["estimate"] == pytest.approx((adv - std).mean())
+    pgd_adv = np.asarray(aa["models"]["adversarial"]["pgd_robust"], float)
+    assert aa_vs_pgd["estimate"] == pytest.approx((pgd_adv - adv).mean())
+    for f in (aa_vs_pgd, at_raises):
+        assert f["verdict"] in VERDICTS and (tmp_path / f["figure"]).is_file()
+    assert "### AutoAttack (linf eps 0.1, standard version)" in report
 
 
 def test_unknown_attack_name_is_a_config_error(tmp_path, capsys):

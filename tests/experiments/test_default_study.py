@@ -15,11 +15,15 @@ from experiments.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# AutoAttack (and its PGD-AT models) at the smallest settings that still run every member
+AA_TINY = ["--config.attacks.autoattack.steps=2", "--config.attacks.autoattack.targets=2",
+           "--config.attacks.autoattack.queries=10", "--config.attacks.autoattack.adv_steps=1",
+           "--config.attacks.autoattack.adv_warmup=0"]
 TINY = ["--config.train.epochs=2", "--config.train.seeds=(0,1)",
         "--config.study.parts=('attacks', 'som')",
         "--config.attacks.images=32", "--config.attacks.names=('fgsm', 'pgd')",
         "--config.attacks.steps=2", "--config.attacks.linf_eps=(0.0, 0.1)",
-        "--config.som.steps=5", "--no-progress"]
+        "--config.som.steps=5", "--no-progress", *AA_TINY]
 
 
 def num(v: float) -> str:

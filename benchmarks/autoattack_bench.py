@@ -1,0 +1,121 @@
+"""AutoAttack: ours vs torchattacks' AutoAttack on the same LeNet-5, in one run.
+
+    python benchmarks/autoattack_bench.py [--images 1000] [--eps 0.3] [--adversarial]
+
+Work: the standard AutoAttack (APGD-CE, APGD-T with 9 targets, FAB-T with 9 targets,
+Square with 5,000 queries; 100 iterations each), Linf, on ``--images`` test images of
+``--data`` (default mnist5k: 1,000 real MNIST test digits) with a LeNet-5 trained here
+(``--adversarial``: PGD-AT at the same eps, 7 steps, so that the later members have
+robust images to work on; a standard model is broken almost entirely by APGD-CE).
+torchattacks attacks a PyTorch LeNet-5 with the same weights (logits checked equal).
+
+Printed: wall time of ours (first call, with compilation, and second call), of
+torchattacks (one call), the speed ratio, the robust accuracy of both with our running
+robust accuracy per member, and their agreement: the paired difference of the robust
+masks with a 95% interval (normal approximation of the McNemar difference,
+(b - c)/n +- 1.96 sqrt(b + c - (b - c)^2/n)/n, b and c the images robust under one only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax
+import jax.numpy as jnp
+
+from attacks import autoattack, model_logits_fn
+from benchmarks.peers import torch_lenet5
+from nets import data, models, train
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, int, int]:
+    """Mean of a - b for paired 0/1 masks with its 95% interval; b_only, c_only counts."""
+    n = a.size
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    d = (only_a - only_b) / n
+    half = 1.96 * np.sqrt(max(only_a + only_b - (only_a - only_b) ** 2 / n, 0.0)) / n
+    return d, d - half, d + half, only_a, only_b
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--eps", type=float, default=0.3)
+    ap.add_argument("--data", default="mnist5k")
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--adversarial", action="store_true", help="PGD-AT training at --eps")
+    ap.add_argument("--no-torch", action="store_true", help="time ours only")
+    args = ap.parse_args(argv)
+
+    tr, te = data.load(args.data, "train"), data.load(args.data, "test")
+    net = models.lenet5(num_classes=tr.num_classes)
+    spec = train.TrainSpec(epochs=args.epochs)
+    if args.adversarial:
+        spec = train.TrainSpec(epochs=args.epochs, adversarial="pgd", adv_eps=args.eps,
+                               adv_steps=7)
+    t0 = time.perf_counter()
+    states, _ = train.fit(net, tr, te, spec)
+    train_s = time.perf_counter() - t0
+    params = train.select(states, 0)["params"]
+    x_np, y_np = te.images[: args.images], te.labels[: args.images]
+    x, y = jnp.asarray(x_np), jnp.asarray(y_np)
+    fn = model_logits_fn(net, params)
+    key = jax.random.PRNGKey(0)
+
+    t0 = time.perf_counter()
+    ours = autoattack(fn, x, y, eps=args.eps, key=key)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ours = autoattack(fn, x, y, eps=args.eps, key=jax.random.PRNGKey(1))
+    second = time.perf_counter() - t0
+    kind = "PGD-AT" if args.adversarial else "standard"
+    print(f"\nAutoAttack standard, Linf eps={args.eps}, {args.images} {args.data} test images, "
+          f"LeNet-5 ({kind}, {args.epochs} epochs, trained in {train_s:.0f} s), "
+          f"{os.cpu_count()} CPU cores, jax {jax.__version__} on {jax.devices()[0].platform}")
+    print(f"clean accuracy {ours.clean_correct.mean():.3f}")
+    print(f"ours: first call {first:.1f} s (with compilation), second call {second:.1f} s; "
+          f"robust accuracy {ours.robust_accuracy:.3f}; after each member: "
+          + ", ".join(f"{k} {v:.3f} ({ours.seconds[k]:.1f} s)"
+                      for k, v in ours.robust_after.items()))
+    assert ours.distance.max() <= args.eps + 1e-5, "left the eps-ball"
+    if args.no_torch:
+        return
+    try:
+        import torch
+        import torchattacks
+    except ImportError:
+        print("torch/torchattacks not installed: skipped (see benchmarks/README.md)")
+        return
+    torch.set_num_threads(os.cpu_count())
+    model = torch_lenet5(params, num_classes=tr.num_classes)
+    xt = torch.from_numpy(np.ascontiguousarray(x_np)).permute(0, 3, 1, 2).contiguous()
+    yt = torch.from_numpy(y_np).long()
+    with torch.no_grad():
+        diff = np.abs(model(xt).numpy() - np.asarray(fn(x))).max()
+    assert diff < 1e-4, f"torch copy of the model differs: {diff}"
+    atk = torchattacks.AutoAttack(model, norm="Linf", eps=args.eps, version="standard",
+                                  n_classes=tr.num_classes, seed=0)
+    t0 = time.perf_counter()
+    adv = atk(xt, yt)
+    theirs_s = time.perf_counter() - t0
+    with torch.no_grad():
+        theirs = (model(adv).argmax(1) == yt).numpy()
+    linf = float((adv - xt).abs().max())
+    d, lo, hi, b, c = paired_difference(ours.robust, theirs)
+    print(f"torchattacks: {theirs_s:.1f} s; robust accuracy {theirs.mean():.3f} (max linf {linf:.4f})")
+    print(f"ours is {theirs_s / second:.2f}x faster (second call; {theirs_s / first:.2f}x "
+          f"counting our compilation)")
+    print(f"agreement: robust accuracy ours - torchattacks = {d:+.4f} [{lo:+.4f}, {hi:+.4f}] "
+          f"(95%, paired; {b} images robust only under ours' attack, {c} only under theirs)")
+
+
+if __name__ == "__main__":
+    main()
