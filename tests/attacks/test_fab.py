@@ -3,6 +3,8 @@ oracles, the closed-form minimal distance of an affine classifier, bounds and ep
 properties, DeepFool comparison on a trained MLP, chunking, recompiles, and (slow)
 agreement with torchattacks."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,11 +14,13 @@ from hypothesis import strategies as st
 from jax.tree_util import Partial
 from scipy.optimize import linprog, minimize
 
-from attacks import fab as fab_mod
 from attacks import minimal
 from attacks.common import model_logits_fn
 from attacks.fab import fab, hyperplane_projection
 from nets import data, models, train
+
+# the module: the package exports the function of the same name as attacks.fab
+fab_mod = importlib.import_module("attacks.fab")
 
 SMALL = {"steps": 3, "restarts": 2, "bounds": (-1.0, 2.0)}  # one program for several tests
 ORD = {"linf": np.inf, "l2": 2, "l1": 1}

@@ -6,6 +6,7 @@ XLA:CPU compiles each attack program in seconds, so the tiny-model tests share a
 programs: 4 examples of 6x6x1, ``queries=Q``, ``restarts=2`` everywhere."""
 
 import functools
+import importlib
 import math
 import time
 
@@ -18,9 +19,11 @@ from hypothesis import strategies as st
 from jax.tree_util import Partial
 
 from attacks import gradient
-from attacks import square as sq
 from attacks.common import model_logits_fn
 from nets import data, models, train
+
+# the module: the package exports the function of the same name as attacks.square
+sq = importlib.import_module("attacks.square")
 
 Q = 15  # iterations per restart in the tiny-model tests
 TINY = {"queries": Q, "restarts": 2}
