@@ -3,11 +3,14 @@
     python benchmarks/autoattack_bench.py [--images 1000] [--eps 0.3] [--adversarial]
 
 Work: the standard AutoAttack (APGD-CE, APGD-T with 9 targets, FAB-T with 9 targets,
-Square with 5,000 queries; 100 iterations each), Linf, on ``--images`` test images of
+Square with 5,000 queries; ``--steps`` iterations each, 100 as the reference), Linf, on ``--images`` test images of
 ``--data`` (default mnist5k: 1,000 real MNIST test digits) with a LeNet-5 trained here
-(``--adversarial``: PGD-AT at the same eps, 7 steps, so that the later members have
-robust images to work on; a standard model is broken almost entirely by APGD-CE).
-torchattacks attacks a PyTorch LeNet-5 with the same weights (logits checked equal).
+(``--adversarial``: PGD-AT at the same eps, 7 steps, eps ramped over 2 epochs, so that
+the later members have robust images to work on; a standard model is broken almost
+entirely by APGD-CE).
+torchattacks attacks a PyTorch LeNet-5 with the same weights (logits checked equal),
+with the same members and budgets (``torchattacks.AutoAttack`` itself would run 10
+iterations per member, its members' default).
 
 Printed: wall time of ours (first call, with compilation, and second call), of
 torchattacks (one call), the speed ratio, the robust accuracy of both with our running
@@ -52,7 +55,15 @@ def main(argv=None) -> None:
     ap.add_argument("--data", default="mnist5k")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--adversarial", action="store_true", help="PGD-AT training at --eps")
+    ap.add_argument("--steps", type=int, default=100,
+                    help="APGD / APGD-T / FAB-T iterations on both sides (the reference's "
+                         "100; torchattacks.AutoAttack itself runs its members' default 10)")
+    ap.add_argument("--chunk", type=int, default=None,
+                    help="our examples per jitted call (default: attacks.autoattack's)")
     ap.add_argument("--no-torch", action="store_true", help="time ours only")
+    ap.add_argument("--members", nargs="?", const="APGD-CE,APGD-T,FAB-T,Square", default="",
+                    help="also run these members alone (comma-separated; all four if no "
+                         "value), ours vs torchattacks' on all images")
     args = ap.parse_args(argv)
 
     tr, te = data.load(args.data, "train"), data.load(args.data, "test")
@@ -60,7 +71,7 @@ def main(argv=None) -> None:
     spec = train.TrainSpec(epochs=args.epochs)
     if args.adversarial:
         spec = train.TrainSpec(epochs=args.epochs, adversarial="pgd", adv_eps=args.eps,
-                               adv_steps=7)
+                               adv_steps=7, adv_warmup=2)
     t0 = time.perf_counter()
     states, _ = train.fit(net, tr, te, spec)
     train_s = time.perf_counter() - t0
@@ -70,14 +81,18 @@ def main(argv=None) -> None:
     fn = model_logits_fn(net, params)
     key = jax.random.PRNGKey(0)
 
+    steps = {"apgd-ce": {"steps": args.steps}, "apgd-t": {"steps": args.steps},
+             "fab-t": {"steps": args.steps}}
     t0 = time.perf_counter()
-    ours = autoattack(fn, x, y, eps=args.eps, key=key)
+    ours = autoattack(fn, x, y, eps=args.eps, key=key, settings=steps, chunk=args.chunk)
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ours = autoattack(fn, x, y, eps=args.eps, key=jax.random.PRNGKey(1))
+    ours = autoattack(fn, x, y, eps=args.eps, key=jax.random.PRNGKey(1), settings=steps,
+                      chunk=args.chunk)
     second = time.perf_counter() - t0
     kind = "PGD-AT" if args.adversarial else "standard"
-    print(f"\nAutoAttack standard, Linf eps={args.eps}, {args.images} {args.data} test images, "
+    print(f"\nAutoAttack standard ({args.steps} iterations, 9 targets, 5,000 queries), "
+          f"Linf eps={args.eps}, {args.images} {args.data} test images, "
           f"LeNet-5 ({kind}, {args.epochs} epochs, trained in {train_s:.0f} s), "
           f"{os.cpu_count()} CPU cores, jax {jax.__version__} on {jax.devices()[0].platform}")
     print(f"clean accuracy {ours.clean_correct.mean():.3f}")
@@ -90,7 +105,7 @@ def main(argv=None) -> None:
         return
     try:
         import torch
-        import torchattacks
+        import torchattacks  # noqa: F401  (checked here, used in torch_autoattack)
     except ImportError:
         print("torch/torchattacks not installed: skipped (see benchmarks/README.md)")
         return
@@ -101,8 +116,7 @@ def main(argv=None) -> None:
     with torch.no_grad():
         diff = np.abs(model(xt).numpy() - np.asarray(fn(x))).max()
     assert diff < 1e-4, f"torch copy of the model differs: {diff}"
-    atk = torchattacks.AutoAttack(model, norm="Linf", eps=args.eps, version="standard",
-                                  n_classes=tr.num_classes, seed=0)
+    atk = torch_autoattack(model, args.eps, args.steps, tr.num_classes)
     t0 = time.perf_counter()
     adv = atk(xt, yt)
     theirs_s = time.perf_counter() - t0
@@ -115,6 +129,72 @@ def main(argv=None) -> None:
           f"counting our compilation)")
     print(f"agreement: robust accuracy ours - torchattacks = {d:+.4f} [{lo:+.4f}, {hi:+.4f}] "
           f"(95%, paired; {b} images robust only under ours' attack, {c} only under theirs)")
+    if args.members:
+        compare_members(fn, model, x, y, xt, yt, args.eps, args.steps, tr.num_classes,
+                        args.members.split(","))
+
+
+def torch_autoattack(model, eps: float, steps: int, num_classes: int):
+    """torchattacks' standard AutoAttack with ``steps`` iterations per member: the members
+    and order of ``torchattacks.AutoAttack(version="standard")``, whose own members run
+    their default 10 iterations (the reference runs 100)."""
+    import torchattacks
+
+    return torchattacks.MultiAttack([
+        torchattacks.APGD(model, eps=eps, loss="ce", steps=steps, n_restarts=1, seed=0),
+        torchattacks.APGDT(model, eps=eps, steps=steps, n_classes=num_classes, n_restarts=1,
+                           seed=0),
+        torchattacks.FAB(model, eps=eps, steps=steps, multi_targeted=True,
+                         n_classes=num_classes, n_restarts=1, seed=0),
+        torchattacks.Square(model, eps=eps, n_queries=5000, n_restarts=1, seed=0),
+    ])
+
+
+def compare_members(fn, model, x, y, xt, yt, eps: float, steps: int, num_classes: int,
+                    names: list[str]) -> None:
+    """Each standard member alone on all images, ours vs torchattacks', same weights (our
+    seconds include compilation when the ensemble did not compile that shape before)."""
+    import torch
+    import torchattacks
+
+    from attacks import apgd, apgd_t, fab, outcome, square
+
+    ours = {
+        "APGD-CE": lambda: apgd(fn, x, y, eps=eps, loss="ce", steps=steps,
+                                key=jax.random.PRNGKey(2)),
+        "APGD-T": lambda: apgd_t(fn, x, y, eps=eps, steps=steps, key=jax.random.PRNGKey(2)),
+        "FAB-T": lambda: fab(fn, x, y, eps=eps, steps=steps, targeted=True,
+                             key=jax.random.PRNGKey(2)),
+        "Square": lambda: square(fn, x, y, eps=eps, key=jax.random.PRNGKey(2)),
+    }
+    theirs = {
+        "APGD-CE": torchattacks.APGD(model, eps=eps, loss="ce", steps=steps, n_restarts=1,
+                                     seed=0),
+        "APGD-T": torchattacks.APGDT(model, eps=eps, steps=steps, n_classes=num_classes,
+                                     n_restarts=1, seed=0),
+        "FAB-T": torchattacks.FAB(model, eps=eps, steps=steps, multi_targeted=True,
+                                  n_classes=num_classes, n_restarts=1, seed=0),
+        "Square": torchattacks.Square(model, eps=eps, n_queries=5000, n_restarts=1, seed=0),
+    }
+    print(f"\n{'member':8s} {'ours s':>7s} {'theirs s':>8s} {'ours acc':>8s} {'theirs acc':>10s}"
+          f"  ours - theirs [95%]")
+    unknown = set(names) - set(ours)
+    if unknown:
+        raise SystemExit(f"--members: unknown {sorted(unknown)}; choose from {list(ours)}")
+    for name in names:
+        run = ours[name]
+        t0 = time.perf_counter()
+        xa = jax.block_until_ready(run())
+        ours_s = time.perf_counter() - t0
+        mine = outcome(fn, x, y, xa, norm="linf").robust
+        t0 = time.perf_counter()
+        adv = theirs[name](xt, yt)
+        theirs_s = time.perf_counter() - t0
+        with torch.no_grad():
+            other = (model(adv).argmax(1) == yt).numpy()
+        d, lo, hi, _, _ = paired_difference(mine, other)
+        print(f"{name:8s} {ours_s:7.1f} {theirs_s:8.1f} {mine.mean():8.3f} {other.mean():10.3f}"
+              f"  {d:+.4f} [{lo:+.4f}, {hi:+.4f}]")
 
 
 if __name__ == "__main__":
