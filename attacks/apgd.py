@@ -69,6 +69,7 @@ from attacks.common import (
     chunk_size,
     finite_eps,
     normalize,
+    pad_indices,
     per_example_keys,
     project,
     run_chunked,
@@ -384,12 +385,6 @@ def _logits(fn, x):
     return fn(x)
 
 
-def _padded(idx: np.ndarray, size: int) -> np.ndarray:
-    """``idx`` padded (repeating its first entry) to a multiple of ``size``: every call
-    then has ``size`` rows, one compiled program whatever the number of robust examples."""
-    return np.concatenate([idx, np.full((-idx.size) % size, idx[0])])
-
-
 def _apgd_t_robust_only(fn, x, y, keys, size, *, n_targets, **kw) -> Array:
     """APGD-T as the reference runs it: target j only on the examples no earlier target
     broke (host loop over targets; compacted, padded chunks of ``size`` rows). Per
@@ -407,7 +402,7 @@ def _apgd_t_robust_only(fn, x, y, keys, size, *, n_targets, **kw) -> Array:
         idx = np.flatnonzero(~done)
         if not idx.size:
             break
-        run = _padded(idx, size)
+        run = pad_indices(idx, size)
         attack = functools.partial(_apgd_one_target, fn, j=jnp.uint32(j), **kw)
         xa, ok, f = (np.asarray(a)[:idx.size] for a in run_chunked(
             attack, (jnp.asarray(x_np[run]), jnp.asarray(y_np[run]),

@@ -43,6 +43,7 @@ from attacks.common import (
     as_pytree_fn,
     check_args,
     check_inputs,
+    pad_indices,
     per_example_keys,
     run_chunked,
 )
@@ -145,12 +146,6 @@ def _bucket(n: int, chunk: int | None) -> int:
     return 1 << max(0, int(np.ceil(np.log2(max(n, 1)))))
 
 
-def _padded(idx: np.ndarray, size: int) -> np.ndarray:
-    """``idx`` padded (repeating its first entry) to a multiple of ``size``, so every call
-    of a member has the shape (size, ...) whatever the number of robust examples."""
-    return np.concatenate([idx, np.full((-idx.size) % size, idx[0])])
-
-
 def _keys(data: np.ndarray, typed: bool) -> Array:
     """Host key data back to device keys (typed keys re-wrapped)."""
     return jax.random.wrap_key_data(data) if typed else jnp.asarray(data)
@@ -200,7 +195,7 @@ def autoattack(logits_fn: LogitsFn, x: Array, y: Array, *, eps, norm: str = "lin
         if idx.size:
             kw = {**kw, **(settings or {}).get(name, {})}
             size = _bucket(idx.size, chunk)
-            run = _padded(idx, size)
+            run = pad_indices(idx, size)
             xa = attack(fn, jnp.asarray(x_np[run]), jnp.asarray(y_np[run]), eps=eps, norm=norm,
                         bounds=bounds, key=_keys(keys_np[run], typed), chunk=size, **kw)
             pred = np.asarray(run_chunked(functools.partial(_predict, fn), (xa,), size))

@@ -244,6 +244,13 @@ def per_example_keys(key: Array | None, n: int) -> Array:
     return key if is_key_batch(key) else example_keys(key, n)
 
 
+def pad_indices(idx: np.ndarray, size: int) -> np.ndarray:
+    """``idx`` padded (repeating its first entry) to a multiple of ``size``: a subset of
+    any length (e.g. the examples still robust) then runs in calls of ``size`` rows, one
+    compiled program whatever the subset's length."""
+    return np.concatenate([idx, np.full((-idx.size) % size, idx[0])])
+
+
 def run_chunked(attack: Callable[..., Array], arrays: tuple, size: int) -> Array:
     """``attack(*arrays)`` in chunks of ``size`` rows (every array has the batch axis
     first). The last chunk is padded to the same shape (one compiled program) by
