@@ -278,8 +278,10 @@ def make_epoch_fn(
     return EpochFn(net, optimizer, batch_size, regularizer, loop, adversarial)
 
 
-def check_finite(metrics: dict[str, np.ndarray], epoch: int, seeds: Sequence[int]) -> None:
-    """Raise :class:`NonFiniteLossError` naming the first bad step (per-step losses)."""
+def check_finite(metrics: dict[str, np.ndarray], epoch: int, seeds: Sequence[int],
+                 saved: Callable[[], str] = lambda: "the last checkpoint is intact") -> None:
+    """Raise :class:`NonFiniteLossError` naming the first bad step (per-step losses);
+    ``saved()`` says what the checkpoint folder holds (asked only when raising)."""
     loss = np.asarray(metrics["loss"])  # (S, steps)
     bad = ~np.isfinite(loss)
     if not bad.any():
@@ -289,9 +291,19 @@ def check_finite(metrics: dict[str, np.ndarray], epoch: int, seeds: Sequence[int
     raise NonFiniteLossError(
         f"non-finite loss {loss[model, batch]} at step {epoch * steps + batch} "
         f"(epoch {epoch}, batch {batch}) of model {model} (seed {seeds[model]}). "
-        f"Nothing from this epoch was saved; the last checkpoint is intact. Lower "
+        f"Nothing from this epoch was saved; {saved()}. Lower "
         f"train.learning_rate (or the regularizer weight), or check the data for NaNs."
     )
+
+
+def _saved(ckpt: Checkpointer | None) -> str:
+    """What a run can resume from, for the non-finite-loss message."""
+    if ckpt is None:
+        return "no checkpoints are kept (no checkpoint folder)"
+    latest = ckpt.latest_step()
+    if latest is None:
+        return "no checkpoint was written yet"
+    return f"the last checkpoint (epoch {latest}) is intact"
 
 
 def fit(
@@ -361,7 +373,7 @@ def fit(
         for epoch in range(start, spec.epochs):
             states, metrics = epoch_fn(states, images, labels, epoch)
             metrics = fetch(metrics)
-            check_finite(metrics, epoch, seeds)
+            check_finite(metrics, epoch, seeds, lambda: _saved(ckpt))
             record = {
                 "epoch": epoch,
                 "step": int(fetch(states["step"])[0]),

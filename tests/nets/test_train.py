@@ -80,8 +80,17 @@ def test_non_finite_loss_stops_with_the_step_named(small, net, tmp_path):
     images = small[0].images.copy()
     images[:] = np.nan
     bad = Dataset(images, small[0].labels, 10)
-    with pytest.raises(train.NonFiniteLossError, match=r"non-finite loss nan at step 0 \(epoch 0, batch 0\)"):
+    with pytest.raises(train.NonFiniteLossError, match=r"non-finite loss nan at step 0 \(epoch 0, batch 0\)") as info:
         train.fit(net, bad, None, SPEC, checkpoint_dir=str(tmp_path / "c"))
+    assert "no checkpoint was written yet" in str(info.value)  # none exists: no false comfort
+    with pytest.raises(train.NonFiniteLossError, match="no checkpoint folder"):
+        train.fit(net, bad, None, SPEC)
+    # one good epoch checkpointed, then the resumed second epoch meets NaNs
+    one = train.TrainSpec(epochs=1, batch_size=32, learning_rate=3e-3)
+    train.fit(net, small[0], None, one, checkpoint_dir=str(tmp_path / "d"))
+    with pytest.raises(train.NonFiniteLossError,
+                       match=r"at step 8 \(epoch 1.*the last checkpoint \(epoch 0\) is intact"):
+        train.fit(net, bad, None, SPEC, checkpoint_dir=str(tmp_path / "d"))
 
 
 def test_divergence_names_the_first_bad_step(small, net):
