@@ -29,7 +29,7 @@ from attacks.common import (
 from attacks.l1 import project_l1_box
 
 _project = jax.jit(project_l1_box, static_argnames="bounds")
-from nets import data, models, train
+from nets import models
 
 # the module: the package exports the function of the same name as attacks.apgd
 A = importlib.import_module("attacks.apgd")
@@ -53,12 +53,10 @@ def tiny():
 
 
 @pytest.fixture(scope="module")
-def trained():
+def trained(digits_mlp):
     """An MLP trained briefly on digits (about 96% test accuracy), all 450 test images."""
-    tr, te = data.load("digits", "train"), data.load("digits", "test")
-    net = models.mlp(hidden=(64,))
-    states, _ = train.fit(net, tr, te, train.TrainSpec(epochs=8, learning_rate=3e-3))
-    fn = model_logits_fn(net, train.select(states, 0)["params"])
+    net, params, te = digits_mlp
+    fn = model_logits_fn(net, params)
     return fn, jnp.asarray(te.images), jnp.asarray(te.labels)
 
 

@@ -17,7 +17,7 @@ from scipy.optimize import linprog, minimize
 from attacks import minimal
 from attacks.common import model_logits_fn
 from attacks.fab import fab, hyperplane_projection
-from nets import data, models, train
+from nets import models
 
 # the module: the package exports the function of the same name as attacks.fab
 fab_mod = importlib.import_module("attacks.fab")
@@ -45,12 +45,9 @@ def tiny():
 
 
 @pytest.fixture(scope="module")
-def trained():
+def trained(digits_mlp):
     """An MLP trained briefly on digits (about 95% test accuracy), as in test_input_attacks."""
-    tr, te = data.load("digits", "train"), data.load("digits", "test")
-    net = models.mlp(hidden=(64,))
-    states, _ = train.fit(net, tr, te, train.TrainSpec(epochs=8, learning_rate=3e-3))
-    params = train.select(states, 0)["params"]
+    net, params, te = digits_mlp
     return net, params, jnp.asarray(te.images[:200]), jnp.asarray(te.labels[:200])
 
 

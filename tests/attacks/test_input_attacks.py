@@ -13,7 +13,7 @@ from jax.tree_util import Partial
 
 from attacks import evaluate, gradient, minimal
 from attacks.common import example_keys, model_logits_fn, random_start
-from nets import data, models, train
+from nets import models
 
 BUDGETED = {
     "fgsm": functools.partial(gradient.fgsm),
@@ -43,12 +43,10 @@ def tiny():
 
 
 @pytest.fixture(scope="module")
-def trained():
+def trained(digits_mlp):
     """An MLP trained briefly on digits (about 95% test accuracy)."""
-    tr, te = data.load("digits", "train"), data.load("digits", "test")
-    net = models.mlp(hidden=(64,))
-    states, _ = train.fit(net, tr, te, train.TrainSpec(epochs=8, learning_rate=3e-3))
-    fn = model_logits_fn(net, train.select(states, 0)["params"])
+    net, params, te = digits_mlp
+    fn = model_logits_fn(net, params)
     return fn, jnp.asarray(te.images[:200]), jnp.asarray(te.labels[:200])
 
 

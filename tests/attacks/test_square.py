@@ -42,12 +42,9 @@ def tiny(tiny_net):
 
 
 @pytest.fixture(scope="module")
-def trained():
+def trained(digits_mlp):
     """An MLP trained briefly on digits (28x28, about 95% test accuracy), 128 test images."""
-    tr, te = data.load("digits", "train"), data.load("digits", "test")
-    net = models.mlp(hidden=(64,))
-    states, _ = train.fit(net, tr, te, train.TrainSpec(epochs=8, learning_rate=3e-3))
-    params = train.select(states, 0)["params"]
+    net, params, te = digits_mlp
     return net, params, jnp.asarray(te.images[:128]), jnp.asarray(te.labels[:128])
 
 
