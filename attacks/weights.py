@@ -32,6 +32,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 Params = dict
@@ -107,14 +108,37 @@ ENTRYWISE: dict[str, Callable[[Array, Array | float, Array], Array]] = {
 }
 
 
+def check_strength(p: Array | float, kind: str) -> None:
+    """One clear ``ValueError`` for a strength ``kind`` cannot use: NaN or inf, negative,
+    or above 1 for the kinds that select a fraction of entries (``mutation`` scales the
+    noise by ``p`` and takes any ``p >= 0``). Skipped when ``p`` is traced (a caller's
+    jit or vmap: the caller that made the grid checks it)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown perturbation kind {kind!r}; choose one of {KINDS}")
+    try:
+        values = np.asarray(p, np.float64)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return
+    top = np.inf if kind == "mutation" else 1.0
+    bad = ~np.isfinite(values) | (values < 0) | (values > top)
+    if bad.any():
+        allowed = "p >= 0 (a multiple of std(w))" if kind == "mutation" else "0 <= p <= 1 (a fraction)"
+        raise ValueError(f"{kind} strength p={values[bad].ravel()[0]:g} is out of range; "
+                         f"use {allowed}")
+
+
 def perturb_layer(
-    layer_params: Params, p: Array | float, key: Array, *, kind: str, target: str = "weights"
+    layer_params: Params, p: Array | float, key: Array, *, kind: str, target: str = "weights",
+    check: bool = True,
 ) -> Params:
     """One layer's ``{"kernel", "bias"}`` dict with ``kind`` applied to ``target``.
 
     ``target`` is ``weights`` or ``biases`` for the entrywise kinds and is ignored by
-    ``node_knockout`` (which removes a unit's weights and bias together).
+    ``node_knockout`` (which removes a unit's weights and bias together). A concrete
+    ``p`` is checked (:func:`check_strength`) unless ``check=False``.
     """
+    if check:
+        check_strength(p, kind)
     out = dict(layer_params)
     if kind == "node_knockout":
         out["kernel"], bias = node_knockout(out["kernel"], out.get("bias"), p, key)
@@ -140,6 +164,7 @@ def perturb(
     layer: str,
     kind: str,
     target: str = "weights",
+    check: bool = True,
 ) -> Params:
     """``params`` with only ``params[layer][target]`` perturbed (see :func:`perturb_layer`).
 
@@ -149,4 +174,5 @@ def perturb(
     """
     if layer not in params:
         raise ValueError(f"unknown layer {layer!r}; the parameters have {sorted(params)}")
-    return {**params, layer: perturb_layer(params[layer], p, key, kind=kind, target=target)}
+    return {**params, layer: perturb_layer(params[layer], p, key, kind=kind, target=target,
+                                           check=check)}

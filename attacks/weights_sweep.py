@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attacks.weights import KINDS, TARGETS, perturb
+from attacks.weights import KINDS, TARGETS, check_strength, perturb
 from nets import evaluate
 from nets.batching import pad_rows
 from nets.models import Net
@@ -88,7 +88,8 @@ def _counts_one(
     is (K, T, ...)."""
     def perturbed(kind: str, target: str, trial_keys: Array) -> Params:
         def one(p, key):
-            return perturb(params, p, key, layer=layer, kind=kind, target=target)[layer]
+            return perturb(params, p, key, layer=layer, kind=kind, target=target,
+                           check=False)[layer]
 
         return jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))(ps, trial_keys)
 
@@ -192,6 +193,7 @@ def sweep_accuracy(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-1 and top-``k`` accuracy, float64 arrays of shape (P, T) ((S, P, T) when
     ``stacked``), from :func:`sweep_counts` (one jitted call; exact counts / n)."""
+    check_strength(ps, kind)
     counts = sweep_counts(net, params, jnp.asarray(images), jnp.asarray(labels),
                           jnp.asarray(ps, jnp.float32), keys, layer=layer, kind=kind,
                           target=target, chunk=chunk, k=k, stacked=stacked)
@@ -279,6 +281,10 @@ def sweep(
     arrays are (S, P, T).
     """
     layers = layer_targets(net) if layers is None else tuple(layers)
+    for kind in kinds:
+        check_strength(ps, kind)
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ValueError(f"trials must be an integer >= 1, got {trials!r}")
     ps_arr = jnp.asarray(ps, jnp.float32)
     images, labels = jnp.asarray(images), jnp.asarray(labels)
     settings = plan(kinds, targets, layers)

@@ -16,6 +16,7 @@ training loop run an epoch as one ``lax.scan`` with no host round trips.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import gzip
 import importlib.util
@@ -36,6 +37,9 @@ SPLITS = ("train", "test")
 
 class DatasetNotPreparedError(RuntimeError):
     """A TFDS dataset is neither prepared in ``data_dir`` nor downloadable here."""
+
+
+BUNDLED = ("digits", "mnist5k", "synthetic")  # names that need no TFDS
 
 
 def load(
@@ -148,8 +152,12 @@ def _tfds(name: str, split: str, *, data_dir: str | None, download: bool) -> Dat
     )
     try:
         builder = tfds.builder(name, data_dir=data_dir)
-    except Exception as e:  # unknown name, broken registry entry
-        raise DatasetNotPreparedError(f"TFDS has no dataset {name!r} ({e}). {how}") from e
+    except tfds.core.registered.DatasetNotFoundError as e:  # TFDS lists all ~250 names
+        raise DatasetNotPreparedError(_unknown_name(name, tfds)) from e
+    except Exception as e:  # a broken registry entry
+        raise DatasetNotPreparedError(
+            f"TFDS could not load the builder of {name!r} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}). {how}") from e
     try:
         source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
     except Exception as e:  # not prepared, download failed (offline), or TFRecord only
@@ -170,3 +178,13 @@ def _tfds(name: str, split: str, *, data_dir: str | None, download: bool) -> Dat
     scale = 255.0 if images.dtype == np.uint8 else 1.0
     num_classes = builder.info.features["label"].num_classes
     return Dataset((images / scale).astype(np.float32), labels, int(num_classes))
+
+
+def _unknown_name(name: str, tfds) -> str:
+    """One line for a name TFDS does not know: the closest known names, not all of them."""
+    base = name.split(":")[0].split("/")[0]
+    known = tfds.list_builders(with_community_datasets=False)
+    close = difflib.get_close_matches(base, [*known, *BUNDLED], n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return (f"TFDS has no dataset {name!r}; {hint}data.name is one of {BUNDLED} "
+            f"(bundled, offline) or a TFDS name (`tfds.list_builders()` lists them)")

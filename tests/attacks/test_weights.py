@@ -277,3 +277,41 @@ def test_stacked_clean_accuracy_equals_each_model(net, params):
         assert top1[i] == pytest.approx((z.argmax(-1) == y).mean())
         order = np.argsort(-z, axis=-1, kind="stable")[:, :5]
         assert top5[i] == pytest.approx((order == y[:, None]).any(-1).mean())
+
+
+# --- input checks (issue 17) ---------------------------------------------------------------
+
+@settings(deadline=None, max_examples=30)
+@given(kind=st.sampled_from(W.KINDS),
+       p=st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32),
+                   st.floats(-1.0, 2.0, width=32)))
+def test_strength_outside_its_range_is_one_clear_error(params, kind, p):
+    top = np.inf if kind == "mutation" else 1.0
+    valid = np.isfinite(p) and 0.0 <= p <= top
+    if valid:
+        W.perturb(params, p, KEY, layer="conv1", kind=kind)
+        return
+    with pytest.raises(ValueError, match=f"{kind} strength p=.* is out of range; use "):
+        W.perturb(params, p, KEY, layer="conv1", kind=kind)
+    # check=False skips the check (for a hot loop that validated its grid once)
+    W.perturb(params, p, KEY, layer="conv1", kind=kind, check=False)
+
+
+def test_mutation_takes_any_nonnegative_strength_knockout_a_fraction(params):
+    W.perturb(params, 3.0, KEY, layer="conv1", kind="mutation")
+    with pytest.raises(ValueError, match="0 <= p <= 1"):
+        W.perturb(params, 1.5, KEY, layer="conv1", kind="synapse_knockout")
+
+
+def test_traced_strength_is_not_checked_inside_jit(params):
+    f = jax.jit(lambda p: W.perturb(params, p, KEY, layer="conv1", kind="resample"))
+    np.testing.assert_array_equal(f(0.0)["conv1"]["kernel"], params["conv1"]["kernel"])
+
+
+def test_sweep_rejects_a_bad_grid_before_any_work(net, params):
+    x = jnp.zeros((4, 8, 8, 1))
+    y = jnp.zeros((4,), jnp.int32)
+    with pytest.raises(ValueError, match="synapse_knockout strength p=1.2"):
+        S.sweep(net, params, x, y, KEY, ps=(0.0, 1.2), kinds=("synapse_knockout",))
+    with pytest.raises(ValueError, match="trials must be an integer >= 1"):
+        S.sweep(net, params, x, y, KEY, ps=(0.0, 0.5), trials=0)

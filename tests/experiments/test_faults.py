@@ -79,3 +79,82 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(tmp_path):
     again = subprocess.run(command(tmp_path), cwd=ROOT, capture_output=True, text=True,
                            timeout=300, check=False)
     assert again.returncode == 0, again.stderr[-2000:]
+
+
+# A real full disk or read-only mount cannot be made without privileges (and chmod does
+# not stop root), so the filesystem faults are injected into an otherwise real command-
+# line process: every write below the run folder raises the OSError the kernel would give.
+FAULTY = r'''
+import builtins, errno, io, os, sys
+root, workdir, fault = sys.argv[1], os.path.realpath(sys.argv[2]), sys.argv[3]
+sys.path.insert(0, root)
+code = {"full": errno.ENOSPC, "readonly": errno.EROFS}[fault]
+state = {"appends": 0}
+
+def inside(path):
+    return os.path.realpath(os.fspath(path)).startswith(workdir)
+
+def fail(path):
+    raise OSError(code, os.strerror(code), os.fspath(path))
+
+def guarded_open(real):
+    def opener(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)) and inside(file) and set(mode) & set("wax+"):
+            # full: the disk fills up at the third epoch's metrics line; readonly: at once
+            if fault == "readonly" or (mode.startswith("a") and (state.__setitem__(
+                    "appends", state["appends"] + 1) or state["appends"] >= 2)):
+                fail(file)
+        return real(file, mode, *args, **kwargs)
+    return opener
+
+io.open = guarded_open(io.open)
+builtins.open = guarded_open(builtins.open)
+if fault == "readonly":
+    for name, target in (("mkdir", 0), ("link", 1), ("replace", 1), ("rename", 1)):
+        real = getattr(os, name)
+        def wrapped(*args, _real=real, _i=target, **kwargs):
+            if inside(args[_i]):
+                fail(args[_i])
+            return _real(*args, **kwargs)
+        setattr(os, name, wrapped)
+from experiments.cli import main
+main(sys.argv[4:])
+'''
+
+
+SHORT = [*ARGS, "--config.train.epochs=3"]
+
+
+def run_with_fault(tmp_path: Path, workdir: Path, fault: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "faulty.py"
+    script.write_text(FAULTY)
+    return subprocess.run([sys.executable, str(script), str(ROOT), str(workdir), fault,
+                           *SHORT, f"--workdir={workdir}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def test_disk_full_mid_run_is_one_line_and_the_same_command_resumes(tmp_path):
+    workdir = tmp_path / "run"
+    out = run_with_fault(tmp_path, workdir, "full")
+    assert out.returncode == 1, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert lines[0].startswith(f"error: cannot write in {workdir}: No space left on device")
+    assert "metrics.jsonl" in lines[0] and "run the same command to resume" in lines[0]
+    assert epochs_logged(workdir) == 2 and not (workdir / "run.lock").exists()
+    again = subprocess.run([*command(workdir), "--config.train.epochs=3"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300, check=False)
+    assert again.returncode == 0, again.stderr[-2000:]
+    epochs = [json.loads(x)["epoch"] for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(3))
+
+
+def test_read_only_run_folder_is_one_line_and_the_folder_is_untouched(tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    out = run_with_fault(tmp_path, workdir, "readonly")
+    assert out.returncode == 1, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert lines[0].startswith(f"error: cannot write in {workdir}: Read-only file system")
+    assert list(workdir.iterdir()) == []

@@ -81,3 +81,18 @@ def test_unprepared_tfds_dataset_gives_one_clear_error(tmp_path):
 def test_bad_split_is_an_error():
     with pytest.raises(ValueError, match="unknown split"):
         data.load("digits", "validation")
+
+
+def test_unknown_tfds_name_is_one_line_with_the_closest_names(tmp_path):
+    with pytest.raises(data.DatasetNotPreparedError) as info:
+        data.load("mnistt", "train", data_dir=str(tmp_path))
+    msg = str(info.value)
+    assert "\n" not in msg and len(msg) < 400  # TFDS's own message lists ~250 names
+    assert "TFDS has no dataset 'mnistt'; did you mean 'mnist'" in msg
+    assert "tfds build" not in msg  # no advice to build a dataset that does not exist
+
+
+def test_download_dependency_of_tfds_is_installed():
+    """TFDS's download path imports importlib_resources without declaring it: with it
+    missing, data.download=True failed with ModuleNotFoundError instead of downloading."""
+    import importlib_resources  # noqa: F401
