@@ -25,7 +25,7 @@ import ml_collections
 ROOT = Path(__file__).resolve().parent.parent  # a checkout (or site-packages when installed)
 
 from experiments import config as config_lib
-from experiments import guard, provenance, registry, study, sweep
+from experiments import compile_cache, guard, provenance, registry, study, sweep
 from experiments.rundir import RunDir
 from experiments.runner import run_lens
 from experiments.train import protocol as train_protocol
@@ -103,6 +103,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workdir", default=None,
                         help="run folder (default ./runs/<config name>)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--compile-cache", metavar="DIR", default=None,
+                        help="folder of JAX's persistent compilation cache (default: "
+                             f"${compile_cache.ENV} or ~/.cache/cnn-uncertainty/jax)")
+    parser.add_argument("--no-compile-cache", action="store_true",
+                        help="compile everything afresh (no persistent compilation cache)")
     parser.add_argument("--overwrite", action="store_true",
                         help="the run folder holds a different run: delete it and start again")
     parser.add_argument("--resume-anyway", action="store_true",
@@ -127,6 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
                                        config_lib.nest(flat))
     except config_lib.ConfigError as e:
         parser.exit(2, f"config error: {e}\n")
+    if not args.no_compile_cache:
+        compile_cache.enable(args.compile_cache or compile_cache.default_dir())
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     workdir = Path(args.workdir or Path.cwd() / "runs" / Path(args.config).stem)
