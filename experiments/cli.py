@@ -24,8 +24,8 @@ import ml_collections
 
 ROOT = Path(__file__).resolve().parent.parent  # a checkout (or site-packages when installed)
 
-from experiments import config as config_lib
 from experiments import compile_cache, guard, provenance, registry, study, sweep
+from experiments import config as config_lib
 from experiments.rundir import RunDir
 from experiments.runner import run_lens
 from experiments.train import protocol as train_protocol
