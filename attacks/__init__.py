@@ -17,12 +17,13 @@
   :func:`robust_accuracy`, per example (robust-correct masks) and on average, over an eps
   grid;
 * :mod:`attacks.weights`, :mod:`attacks.weights_sweep`: internal weight perturbations
-  (Cheney et al., arXiv 1703.08245), imported on their own.
+  (Cheney et al., arXiv 1703.08245): ``attacks.weights.perturb``, ``attacks.weights_sweep.sweep``.
 
 The experiment that draws robust accuracy curves for every trained seed and tests
 "PGD is at least as strong as FGSM" is the ``attacks`` lens (``experiments/attacks/``).
 """
 
+from attacks import weights, weights_sweep
 from attacks.apgd import apgd, apgd_t
 from attacks.autoattack import AutoAttackResult, autoattack
 from attacks.common import example_keys, model_logits_fn
@@ -55,4 +56,6 @@ __all__ = [
     "pgd",
     "robust_accuracy",
     "square",
+    "weights",
+    "weights_sweep",
 ]
