@@ -21,5 +21,9 @@ def get_config():
                     "autoattack": {"steps": 20, "targets": 3, "queries": 500,
                                    "adv_steps": 3}},
         "weights": {"trials": 5},
+        # Min-Max: one lambda per reading (group, trajectory, init) next to the shared
+        # lambda = 0, and a 3-step PGD-AT for the reverse test, on 100 attacked images
+        # (configs/minmax.py: lambdas 0, 10, 100, 7-step PGD-AT, 200 images)
+        "minmax": {"lambdas": (0.0, 100.0), "adv_steps": 3, "images": 100},
         "analytic": {"num_images": 30, "mc_samples": 2000, "attack": {"num_images": 10}},
     })

@@ -25,8 +25,8 @@ from nets import (
 )
 from nets.data import Dataset, DatasetNotPreparedError
 from nets.models import Net, count_params, get_model, init_params
-from nets.train import NonFiniteLossError, TrainSpec, fit, select
+from nets.train import NonFiniteLossError, StepTracker, TrainSpec, fit, select
 
-__all__ = ["Dataset", "DatasetNotPreparedError", "Net", "NonFiniteLossError", "TrainSpec",
+__all__ = ["Dataset", "DatasetNotPreparedError", "Net", "NonFiniteLossError", "StepTracker", "TrainSpec",
            "adversarial", "batching", "checkpoint", "count_params", "data", "distributed", "evaluate", "fit",
            "get_model", "init_params", "models", "select", "train"]

@@ -15,9 +15,23 @@ Adversarial training (PGD-AT, TRADES; :mod:`nets.adversarial`) is a choice of th
 training loss (``TrainSpec.adversarial``): the inner maximization runs inside the same
 jitted, vmapped step, with its randomness from each model's key and step count.
 
+A :class:`StepTracker` (``fit(..., step_tracker=...)``) keeps a pytree of its own,
+``state["track"]``, updated inside the jitted step right after the optimizer update from
+the old and new params (no extra pass over the data), e.g. the running min/max of every
+weight over training (:mod:`minmax.trajectory`). Its randomness is ``fold_in`` of the
+model's key with its own stream and the step count (:func:`track_key`): independent of
+the data order and of the adversarial key. It is checkpointed with the state. A
+regularizer that reads the track says so with an attribute ``uses_track = True`` and is
+called ``regularizer(params, track)``; plain ones are called ``regularizer(params)``.
+
+A regularizer may return a vector of R penalties; then each model's ``reg_weight`` is a
+vector of R weights (``reg_weights`` of shape (S, R)) and the loss adds their dot product,
+so models with different penalties (one per reading, say) share one vmapped run.
+
 State layout (a plain dict, big_vision style)::
 
-    {"params": ..., "opt_state": ..., "step": int32, "key": uint32[2], "reg_weight": f32}
+    {"params": ..., "opt_state": ..., "step": int32, "key": uint32[2],
+     "reg_weight": f32 or f32[R], "track": ... (only with a step tracker)}
 """
 
 from __future__ import annotations
@@ -26,7 +40,7 @@ import dataclasses
 import inspect
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +61,36 @@ from nets.xla import compiler_options
 
 Array = jax.Array
 State = dict[str, Any]
-Regularizer = Callable[[Any], Array]  # params -> scalar penalty
+Regularizer = Callable[..., Array]  # params (, track) -> penalty (scalar or (R,))
+
+# Folded into a model's key to get the tracker's randomness (the data order folds the
+# epoch into the same key, the adversarial step folds nets.adversarial's own stream).
+_TRACK_STREAM = 0x7E4C
+
+
+class StepTracker(Protocol):
+    """Per-model state carried through training, updated after every optimizer step.
+
+    ``init(params, key)`` gives the initial track (a pytree) from the initial params;
+    ``update(track, old_params, new_params, key)`` the next one. Both are traced inside
+    the jitted (vmapped) step, so they must be pure and jittable. The keys come from
+    :func:`track_key`.
+    """
+
+    def init(self, params: Any, key: Array) -> Any: ...
+
+    def update(self, track: Any, old_params: Any, new_params: Any, key: Array) -> Any: ...
+
+
+def track_key(key: Array, step: Array | int) -> Array:
+    """The tracker key after ``step`` optimizer steps: ``fold_in(fold_in(key, stream),
+    step)`` (``step = 0``: the init), from the model's key in ``state["key"]``."""
+    return jax.random.fold_in(jax.random.fold_in(key, _TRACK_STREAM), step)
+
+
+def uses_track(regularizer: Regularizer | None) -> bool:
+    """Whether ``regularizer`` is called ``regularizer(params, track)``."""
+    return bool(getattr(regularizer, "uses_track", False))
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -122,10 +165,12 @@ def init_state(
     input_shape: tuple[int, ...],
     reg_weight: Array | float = 0.0,
     hparams: dict[str, Array | float] | None = None,
+    step_tracker: StepTracker | None = None,
 ) -> State:
     """The train state of one model from ``PRNGKey(seed)``: the key fixes both the init
     and the data order. ``hparams`` overrides optimizer hyperparameters of this model
     (e.g. ``{"learning_rate": 3e-3}``; the optimizer must come from :func:`make_optimizer`).
+    With ``step_tracker`` the state holds ``"track"``, its ``init`` of the params.
     """
     init_key, data_key = jax.random.split(key)
     params = init_params(net, init_key, input_shape)
@@ -137,13 +182,16 @@ def init_state(
                              f"it has {sorted(opt_state.hyperparams)}")
         opt_state.hyperparams.update(
             {k: jnp.asarray(v, opt_state.hyperparams[k].dtype) for k, v in hparams.items()})
-    return {
+    state = {
         "params": params,
         "opt_state": opt_state,
         "step": jnp.zeros((), jnp.int32),
         "key": data_key,
         "reg_weight": jnp.asarray(reg_weight, jnp.float32),
     }
+    if step_tracker is not None:
+        state["track"] = step_tracker.init(params, track_key(data_key, 0))
+    return state
 
 
 def init_states(
@@ -151,11 +199,13 @@ def init_states(
     optimizer: optax.GradientTransformation,
     seeds: Sequence[int],
     input_shape: tuple[int, ...],
-    reg_weights: Sequence[float] | None = None,
+    reg_weights: Sequence[float] | Sequence[Sequence[float]] | None = None,
     hparams: dict[str, Sequence[float]] | None = None,
+    step_tracker: StepTracker | None = None,
 ) -> State:
     """States of S models stacked on a leading axis (one per seed / reg weight /
-    hyperparameter value: ``hparams={"learning_rate": [S values]}``).
+    hyperparameter value: ``hparams={"learning_rate": [S values]}``). ``reg_weights``:
+    S scalars, or S vectors of R weights for a regularizer returning R penalties.
 
     One jitted, vmapped init: Flax's init run eagerly dispatches op by op and takes
     seconds on a small CPU; compiled it is a fraction of that, with identical values.
@@ -166,40 +216,58 @@ def init_states(
         if len(values) != len(seeds):
             raise ValueError(f"{len(seeds)} seeds but {len(values)} {name}")
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-    make = jax.vmap(lambda k, w, h: init_state(net, optimizer, k, input_shape, w, h))
+    make = jax.vmap(lambda k, w, h: init_state(net, optimizer, k, input_shape, w, h,
+                                               step_tracker))
     per_model = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
     return jax.jit(make)(keys, jnp.asarray(reg_weights, jnp.float32), per_model)
 
 
 def make_train_step(
     net: Net, optimizer: optax.GradientTransformation, regularizer: Regularizer | None = None,
-    adversarial: Adversarial | None = None,
+    adversarial: Adversarial | None = None, step_tracker: StepTracker | None = None,
 ) -> Callable[[State, Array, Array], tuple[State, dict[str, Array]]]:
-    """One optimization step of one model: loss = CE + reg_weight * regularizer(params),
-    where CE is the objective of ``adversarial`` (see :func:`nets.adversarial.loss`;
-    plain CE by default). Metric ``ce`` is that objective."""
+    """One optimization step of one model: loss = CE + reg_weight * regularizer(params)
+    (a dot product for vector penalties; ``regularizer(params, track)`` when it
+    ``uses_track``), where CE is the objective of ``adversarial`` (see
+    :func:`nets.adversarial.loss`; plain CE by default). Metric ``ce`` is that
+    objective. With ``step_tracker``, ``state["track"]`` is updated after the optimizer
+    update from the old and new params, with key ``track_key(state["key"], step + 1)``."""
     adv = adversarial or Adversarial()
+    with_track = uses_track(regularizer)
+    if with_track and step_tracker is None:
+        raise ValueError("this regularizer reads the track (uses_track); pass the "
+                         "step_tracker that makes it")
 
     def apply(params, images):
         return net.apply({"params": params}, images)
 
-    def loss_fn(params, images, labels, reg_weight, key, eps):
+    def weighted(reg_weight, reg):
+        term = reg_weight * reg
+        return term.sum() if term.ndim else term
+
+    def loss_fn(params, images, labels, reg_weight, key, eps, track):
         if adv.method == "none":  # exactly the standard step (no key use)
             ce = cross_entropy(apply(params, images), labels)
         else:
             ce = adversarial_loss(apply, params, images, labels, key, adv, eps)
-        reg = regularizer(params) if regularizer is not None else jnp.zeros(())
-        return ce + reg_weight * reg, (ce, reg)
+        if regularizer is None:
+            reg = jnp.zeros(())
+        else:
+            reg = regularizer(params, track) if with_track else regularizer(params)
+        return ce + weighted(reg_weight, reg), (ce, reg)
 
     def step(state: State, images: Array, labels: Array):
         key = None if adv.method == "none" else adversarial_step_key(state["key"], state["step"])
         grads, (ce, reg) = jax.grad(loss_fn, has_aux=True)(
-            state["params"], images, labels, state["reg_weight"], key, adv.eps_at(state["step"])
-        )
+            state["params"], images, labels, state["reg_weight"], key,
+            adv.eps_at(state["step"]), state.get("track"))
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-        new = dict(state, params=optax.apply_updates(state["params"], updates),
-                   opt_state=opt_state, step=state["step"] + 1)
-        return new, {"loss": ce + state["reg_weight"] * reg, "ce": ce, "reg": reg}
+        params = optax.apply_updates(state["params"], updates)
+        new = dict(state, params=params, opt_state=opt_state, step=state["step"] + 1)
+        if step_tracker is not None:
+            new["track"] = step_tracker.update(state["track"], state["params"], params,
+                                               track_key(state["key"], state["step"] + 1))
+        return new, {"loss": ce + weighted(state["reg_weight"], reg), "ce": ce, "reg": reg}
 
     return step
 
@@ -220,11 +288,12 @@ class EpochFn:
 
     def __init__(self, net: Net, optimizer: optax.GradientTransformation, batch_size: int,
                  regularizer: Regularizer | None = None, loop: str = "python",
-                 adversarial: Adversarial | None = None):
+                 adversarial: Adversarial | None = None,
+                 step_tracker: StepTracker | None = None):
         if loop not in LOOPS:
             raise ValueError(f"unknown loop {loop!r}; choose one of {LOOPS}")
         self.batch_size, self.loop = batch_size, loop
-        step = make_train_step(net, optimizer, regularizer, adversarial)
+        step = make_train_step(net, optimizer, regularizer, adversarial, step_tracker)
 
         def order(key, epoch, n):  # (steps, batch) indices of one model's epoch
             steps = n // batch_size
@@ -273,9 +342,10 @@ def make_epoch_fn(
     regularizer: Regularizer | None = None,
     loop: str = "python",
     adversarial: Adversarial | None = None,
+    step_tracker: StepTracker | None = None,
 ) -> EpochFn:
     """The epoch function of S stacked models (see :class:`EpochFn`)."""
-    return EpochFn(net, optimizer, batch_size, regularizer, loop, adversarial)
+    return EpochFn(net, optimizer, batch_size, regularizer, loop, adversarial, step_tracker)
 
 
 def check_finite(metrics: dict[str, np.ndarray], epoch: int, seeds: Sequence[int],
@@ -313,9 +383,10 @@ def fit(
     spec: TrainSpec,
     seeds: Sequence[int] = (0,),
     *,
-    reg_weights: Sequence[float] | None = None,
+    reg_weights: Sequence[float] | Sequence[Sequence[float]] | None = None,
     hparams: dict[str, Sequence[float]] | None = None,
     regularizer: Regularizer | None = None,
+    step_tracker: StepTracker | None = None,
     checkpoint_dir: str | None = None,
     log: Callable[[dict], None] | None = None,
     on_epoch: Callable[[int, State], dict | None] | None = None,
@@ -326,6 +397,9 @@ def fit(
     (:mod:`nets.adversarial`). Model ``i`` has seed ``seeds[i]``, regularizer weight
     ``reg_weights[i]`` and, for each ``name`` in ``hparams``, optimizer hyperparameter ``hparams[name][i]`` (else the
     spec's value): a learning-rate x seed sweep is one vmapped run.
+
+    With ``step_tracker`` every model's state carries ``"track"`` (see
+    :class:`StepTracker`), which ``on_epoch`` can read and the checkpoints keep.
 
     Each history record is ``{"epoch", "step", "train_loss": [S], "test_accuracy": [S],
     ...}`` plus whatever ``on_epoch(epoch, states)`` returns (e.g. weight statistics).
@@ -355,7 +429,11 @@ def fit(
             f"{spec.batch_size}; lower train.batch_size"
         )
     optimizer = make_optimizer(spec)
-    states = init_states(net, optimizer, seeds, train.images.shape[1:], reg_weights, hparams)
+    if uses_track(regularizer) and step_tracker is None:
+        raise ValueError("this regularizer reads the track (uses_track); pass the "
+                         "step_tracker that makes it")
+    states = init_states(net, optimizer, seeds, train.images.shape[1:], reg_weights, hparams,
+                         step_tracker)
     history: list[dict] = []
     start = 0
     ckpt = Checkpointer(checkpoint_dir) if checkpoint_dir else None
@@ -367,7 +445,7 @@ def fit(
         log(record)
 
     epoch_fn = make_epoch_fn(net, optimizer, spec.batch_size, regularizer, spec.loop,
-                             adversarial)
+                             adversarial, step_tracker)
     states, (images, labels) = shard_models(states, (train.images, train.labels))
     try:
         for epoch in range(start, spec.epochs):

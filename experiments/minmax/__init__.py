@@ -1,5 +1,7 @@
-"""The ``minmax`` lens: a lambda x seed grid trained with the Min-Max loss (its own
-models), the fuzziness of the conv weights during training, and robust accuracy."""
+"""The ``minmax`` lens: the Min-Max loss under each reading of "interval" (group,
+trajectory, init) x lambda x seed (its own models), PGD-AT models for the reverse test,
+the fuzziness of the conv weights during training under every reading, and robust
+accuracy."""
 
 from experiments.lens import Lens
 from experiments.minmax import claims, protocol, report
