@@ -5,7 +5,7 @@
 The run folder (default ``runs/<config name>``) gets config.json, metrics.jsonl,
 results.json, report.md, figures and checkpoints/. Running the same command again
 resumes from the checkpoints instead of starting over. The logic is in
-:mod:`study.cli` (``main``, ``TASKS``, ``resolve``), importable from a notebook.
+:mod:`experiments.cli` (``main``, ``resolve``), importable from a notebook.
 """
 
 import sys
