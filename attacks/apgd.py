@@ -64,14 +64,15 @@ from attacks.common import (
     Bounds,
     LogitsFn,
     as_pytree_fn,
+    bucket_limit,
     check_args,
     check_inputs,
     chunk_size,
     finite_eps,
     normalize,
-    pad_indices,
     per_example_keys,
     project,
+    run_bucketed,
     run_chunked,
 )
 from attacks.l1 import l1_norm
@@ -387,9 +388,10 @@ def _logits(fn, x):
 
 def _apgd_t_robust_only(fn, x, y, keys, size, *, n_targets, **kw) -> Array:
     """APGD-T as the reference runs it: target j only on the examples no earlier target
-    broke (host loop over targets; compacted, padded chunks of ``size`` rows). Per
+    broke (host loop over targets; the still-robust examples in the chunks of
+    :func:`attacks.common.bucket_sizes`, at most ``size`` rows). Per
     example the same result as :func:`_apgd_t` (its own keys, first success kept)."""
-    clean = np.asarray(run_chunked(functools.partial(_logits, fn), (x,), size))
+    clean = np.asarray(run_bucketed(functools.partial(_logits, fn), (np.asarray(x),), size))
     _check_classes(clean.shape, "dlr-targeted")
     if n_targets > clean.shape[-1] - 1:
         raise ValueError(f"n_target_classes={n_targets} but the model has only "
@@ -402,11 +404,9 @@ def _apgd_t_robust_only(fn, x, y, keys, size, *, n_targets, **kw) -> Array:
         idx = np.flatnonzero(~done)
         if not idx.size:
             break
-        run = pad_indices(idx, size)
         attack = functools.partial(_apgd_one_target, fn, j=jnp.uint32(j), **kw)
-        xa, ok, f = (np.asarray(a)[:idx.size] for a in run_chunked(
-            attack, (jnp.asarray(x_np[run]), jnp.asarray(y_np[run]),
-                     jnp.asarray(ranked[run, j]), keys[run]), size))
+        xa, ok, f = (np.asarray(a) for a in run_bucketed(
+            attack, (x_np[idx], y_np[idx], ranked[idx, j], keys[idx]), size))
         take = ok | (f > fb[idx])
         xb[idx[take]], fb[idx[take]] = xa[take], f[take]
         done[idx[ok]] = True
@@ -437,6 +437,7 @@ def apgd_t(logits_fn: LogitsFn, x: Array, y: Array, *, eps, norm: str = "linf",
     kw = {"eps": eps, "rho": jnp.asarray(rho, x.dtype), "steps": steps, "restarts": restarts,
           "norm": norm, "bounds": bounds}
     if not any(isinstance(a, jax.core.Tracer) for a in (x, y, eps, keys)):
-        return _apgd_t_robust_only(fn, x, y, keys, size, n_targets=n_target_classes, **kw)
+        return _apgd_t_robust_only(fn, x, y, keys, bucket_limit(chunk, x, CPU_CHUNK),
+                                   n_targets=n_target_classes, **kw)
     attack = functools.partial(_apgd_t, fn, n_targets=n_target_classes, **kw)
     return run_chunked(attack, (x, y, keys), size)

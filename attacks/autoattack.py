@@ -15,10 +15,13 @@ Versions, as the reference (fra31/auto-attack, ``AutoAttack.set_version``) sets 
 * ``custom``: the attacks named in ``attacks`` (any of :data:`MEMBERS`), in that order.
 
 Only examples classified correctly clean are attacked (the others count as broken, with
-x_adv = x). Each member sees the still-robust examples in fixed-size chunks (the last one
-padded, see :func:`attacks.common.run_chunked`), so each member compiles once per chunk
-shape, and every example uses its own key (``fold_in(key, i)`` with i its index in the
-full batch), so an example's result does not depend on which others are still robust.
+x_adv = x). Each member sees the still-robust examples in chunks of
+:func:`attacks.common.bucket_sizes` (full chunks, the rest padded to a power of two;
+APGD-T, FAB-T and Square re-pack the examples they have not broken yet between targets
+or query segments), so each member compiles a few shapes at most, and every example uses
+its own key (``fold_in(key, i)`` with i its index in the full batch), so an example's
+result does not depend on which others are still robust (up to the model's rounding in
+calls of another size).
 Robust accuracy after the ensemble is therefore no higher than after any single member
 run on its own with the same keys (a member can only remove examples from the robust set).
 """
@@ -43,9 +46,8 @@ from attacks.common import (
     as_pytree_fn,
     check_args,
     check_inputs,
-    pad_indices,
     per_example_keys,
-    run_chunked,
+    run_bucketed,
 )
 from attacks.fab import fab
 from attacks.outcome import distance
@@ -57,7 +59,8 @@ MEMBERS: dict[str, tuple[Callable[..., Array], dict]] = {
     "apgd-dlr": (apgd, {"loss": "dlr", "steps": 100, "restarts": 1}),
     "apgd-t": (apgd_t, {"steps": 100, "n_target_classes": 9, "restarts": 1}),
     "fab": (fab, {"steps": 100, "restarts": 1}),
-    "fab-t": (fab, {"steps": 100, "restarts": 1, "targeted": True, "n_target_classes": 9}),
+    "fab-t": (fab, {"steps": 100, "restarts": 1, "targeted": True, "n_target_classes": 9,
+                    "robust_only": True}),
     "square": (square, {"queries": 5000, "p_init": 0.8, "restarts": 1}),
 }
 
@@ -79,6 +82,12 @@ _OVERRIDES: dict[tuple[str, str], dict[str, dict]] = {
 # Examples per call on CPU; elsewhere the still-robust examples are padded up to the next
 # power of two (at most log2(N) + 1 shapes per member, each compiled once).
 CPU_CHUNK = 128
+
+# Members that take the still-robust examples as they are and pack them into chunks
+# themselves (APGD-T and FAB-T per target, Square between query segments, each in
+# attacks.common.bucket_sizes): they get the subset unpadded. The others get it in the
+# calls of bucket_sizes (full chunks, the rest padded to a power of two).
+_PACKS_ITSELF = frozenset({"apgd-t", "fab-t", "square"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +160,12 @@ def _keys(data: np.ndarray, typed: bool) -> Array:
     return jax.random.wrap_key_data(data) if typed else jnp.asarray(data)
 
 
+def _call(attack: Callable[..., Array], fn, typed: bool, kw: dict, x: np.ndarray,
+          y: np.ndarray, keys: np.ndarray) -> Array:
+    """``attack`` on host rows (keys as host key data)."""
+    return attack(fn, jnp.asarray(x), jnp.asarray(y), key=_keys(keys, typed), **kw)
+
+
 @jax.jit
 def _predict(fn, x):
     return fn(x).argmax(-1)
@@ -195,12 +210,13 @@ def autoattack(logits_fn: LogitsFn, x: Array, y: Array, *, eps, norm: str = "lin
         if idx.size:
             kw = {**kw, **(settings or {}).get(name, {})}
             size = _bucket(idx.size, chunk)
-            run = pad_indices(idx, size)
-            xa = attack(fn, jnp.asarray(x_np[run]), jnp.asarray(y_np[run]), eps=eps, norm=norm,
-                        bounds=bounds, key=_keys(keys_np[run], typed), chunk=size, **kw)
-            pred = np.asarray(run_chunked(functools.partial(_predict, fn), (xa,), size))
-            pred = pred[:idx.size]
-            xa = xa[:idx.size]
+            member = functools.partial(_call, attack, fn, typed, dict(
+                kw, eps=eps, norm=norm, bounds=bounds, chunk=size))
+            subset = (x_np[idx], y_np[idx], keys_np[idx])
+            xa = (member(*subset) if name in _PACKS_ITSELF
+                  else run_bucketed(member, subset, size))
+            pred = np.asarray(run_bucketed(functools.partial(_predict, fn), (np.asarray(xa),),
+                                           size))
             hit = pred != y_np[idx]
             x_adv[idx[hit]] = np.asarray(xa)[hit]
             robust[idx[hit]] = False

@@ -30,6 +30,14 @@ was, the smaller radius is the original FAB code's (fra31/fab-attack: restarts a
 the best norm), which also gives eps = inf a finite, useful radius. Target classes are
 vmapped within each restart.
 
+FAB-T with a finite eps and ``robust_only=True`` (how AutoAttack runs it, as the
+reference's ``FABAttack.perturb`` with ``targeted``): a host loop over targets, then
+restarts, runs each (target, restart) only on the examples no earlier one broke within
+eps, packed into chunks of :func:`attacks.common.bucket_sizes`. An example's run is the
+same computation either way while it is unbroken (restart r starts at radius eps / 2 from
+the same key), so the set of examples broken within eps is the same as the plain form's;
+a broken example gets the first (target, restart)'s adversarial instead of the smallest.
+
 Returned: per example the smallest adversarial found (all starts and targets). With a
 finite eps, examples whose smallest adversarial has norm > eps get x back (the
 reference counts them as robust); with eps = inf the minimal adversarial is returned.
@@ -42,6 +50,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from attacks.common import (
     ALL_NORMS,
@@ -49,11 +58,13 @@ from attacks.common import (
     Bounds,
     LogitsFn,
     as_pytree_fn,
+    bucket_limit,
     check_args,
     check_inputs,
     chunk_size,
     finite_eps,
     per_example_keys,
+    run_bucketed,
     run_chunked,
 )
 from nets import xla
@@ -314,11 +325,62 @@ def _fab(fn, x, y, keys, eps, alpha_max, eta, beta, *, steps, restarts, norm, bo
     return jnp.where(keep[:, None], best, x0).reshape(x.shape)
 
 
+@functools.partial(xla.jit, static_argnames=("steps", "restarts", "norm", "bounds"))
+def _fab_t_one(fn, x, y, target, keys, norms, r, eps, alpha_max, eta, beta, *, steps,
+               restarts, norm, bounds):
+    """Restart ``r`` of FAB-T towards one ``target`` per example on one chunk: (candidate
+    (N, d), its norm). The start is the plain form's: x for r = 0, else x plus a random
+    direction from split(key_i, restarts)[r] at radius min(norms, eps) / 2 (``norms``: the
+    smallest adversarial norm found so far)."""
+    n, dt = x.shape[0], x.dtype
+    x0 = x.reshape(n, -1)
+    eps = jnp.asarray(eps, dt)
+    radius = jnp.minimum(norms, finite_eps(eps, x, norm, bounds)) / 2
+    rkeys = jax.vmap(lambda k: jax.random.split(k, restarts)[r])(keys)
+    dirs = jax.vmap(lambda k: _direction(k, x0.shape[1], norm, dt))(rkeys)
+    start = jnp.where(r == 0, x0, jnp.clip(x0 + radius[:, None] * dirs, *bounds))
+    return _run(fn, x, y, target, start, *(jnp.asarray(v, dt) for v in (alpha_max, eta, beta)),
+                steps=steps, norm=norm, bounds=bounds, targeted=True)
+
+
+@xla.jit
+def _logits(fn, x):
+    return fn(x)
+
+
+def _fab_t_robust_only(fn, x: Array, y: Array, keys: Array, size: int, *, eps,
+                       n_target_classes: int, restarts: int, **kw) -> Array:
+    """FAB-T as the reference runs it: (target j, restart r), in that order, only on the
+    examples no earlier (target, restart) broke within eps, in bucketed chunks."""
+    x_np, y_np = np.asarray(x), np.asarray(y)
+    n = x_np.shape[0]
+    clean = np.asarray(run_bucketed(functools.partial(_logits, fn), (x_np,), size))
+    k = min(n_target_classes, clean.shape[-1] - 1)
+    ranked = np.argsort(-clean, axis=-1, kind="stable")[:, 1:k + 1]
+    robust = clean.argmax(-1) == y_np
+    norms = np.full(n, np.inf, x_np.dtype)
+    out = x_np.reshape(n, -1).copy()
+    for j in range(k):
+        for r in range(restarts):
+            idx = np.flatnonzero(robust)
+            if not idx.size:
+                return jnp.asarray(out.reshape(x_np.shape))
+            attack = functools.partial(_fab_t_one, fn, r=jnp.uint32(r), eps=eps,
+                                       restarts=restarts, **kw)
+            cand, cnorms = (np.asarray(a) for a in run_bucketed(
+                attack, (x_np[idx], y_np[idx], ranked[idx, j], keys[idx], norms[idx]), size))
+            norms[idx] = np.minimum(norms[idx], cnorms)
+            hit = cnorms <= np.asarray(eps, x_np.dtype)  # as the plain form, in x.dtype
+            out[idx[hit]] = cand[hit]
+            robust[idx[hit]] = False
+    return jnp.asarray(out.reshape(x_np.shape))
+
+
 def fab(logits_fn: LogitsFn, x: Array, y: Array, *, eps=jnp.inf, norm: str = "linf",
         steps: int = 100, restarts: int = 1, targeted: bool = False,
         n_target_classes: int = 9, alpha_max: float = 0.1, eta: float = 1.05,
         beta: float = 0.9, bounds: Bounds = (0.0, 1.0), key: Array | None = None,
-        chunk: int | None = None) -> Array:
+        chunk: int | None = None, robust_only: bool = False) -> Array:
     """FAB (Croce & Hein, ICML 2020) in ``norm`` in {"linf", "l2", "l1"}; see the module
     docstring for the step.
 
@@ -330,6 +392,12 @@ def fab(logits_fn: LogitsFn, x: Array, y: Array, *, eps=jnp.inf, norm: str = "li
     (default inf: the minimal adversarial), else x; examples never broken, or
     misclassified already, get x.
     ``key``: one key, or one per example (results do not depend on ``chunk``).
+
+    ``robust_only`` (FAB-T with a finite eps, outside a caller's jit; ignored otherwise):
+    each (target, restart) only on the examples none before it broke within eps, as
+    AutoAttack runs it (see the module docstring): the same examples broken, each with
+    the first adversarial within eps found, for a fraction of the work once most are
+    broken.
     """
     check_args(eps, bounds, norm, norms=ALL_NORMS)
     x = jnp.asarray(x)
@@ -340,8 +408,16 @@ def fab(logits_fn: LogitsFn, x: Array, y: Array, *, eps=jnp.inf, norm: str = "li
         raise ValueError(f"n_target_classes must be >= 1, got {n_target_classes}")
     y = jnp.asarray(y)
     keys = per_example_keys(key, x.shape[0])
+    size = chunk_size(chunk, x, CPU_CHUNK)
+    bounds = tuple(float(v) for v in bounds)
+    traced = any(isinstance(a, jax.core.Tracer) for a in (x, y, keys, eps))
+    if robust_only and targeted and not traced and np.isfinite(float(eps)):
+        return _fab_t_robust_only(
+            as_pytree_fn(logits_fn), x, y, keys, bucket_limit(chunk, x, CPU_CHUNK), eps=eps,
+            n_target_classes=n_target_classes, restarts=restarts, alpha_max=alpha_max,
+            eta=eta, beta=beta, steps=steps, norm=norm, bounds=bounds)
     attack = functools.partial(
         _fab, as_pytree_fn(logits_fn), eps=eps, alpha_max=alpha_max, eta=eta, beta=beta,
-        steps=steps, restarts=restarts, norm=norm, bounds=tuple(float(v) for v in bounds),
+        steps=steps, restarts=restarts, norm=norm, bounds=bounds,
         targeted=targeted, n_target_classes=n_target_classes if targeted else 0)
-    return run_chunked(attack, (x, y, keys), chunk_size(chunk, x, CPU_CHUNK))
+    return run_chunked(attack, (x, y, keys), size)

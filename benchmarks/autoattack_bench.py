@@ -1,6 +1,7 @@
 """AutoAttack: ours vs torchattacks' AutoAttack on the same LeNet-5, in one run.
 
     python benchmarks/autoattack_bench.py [--images 1000] [--eps 0.3] [--adversarial]
+    python benchmarks/autoattack_bench.py --members fab-t,fab --skip-ensemble --images 200
 
 Work: the standard AutoAttack (APGD-CE, APGD-T with 9 targets, FAB-T with 9 targets,
 Square with 5,000 queries; ``--steps`` iterations each, 100 as the reference), Linf, on ``--images`` test images of
@@ -62,8 +63,12 @@ def main(argv=None) -> None:
                     help="our examples per jitted call (default: attacks.autoattack's)")
     ap.add_argument("--no-torch", action="store_true", help="time ours only")
     ap.add_argument("--members", nargs="?", const="APGD-CE,APGD-T,FAB-T,Square", default="",
-                    help="also run these members alone (comma-separated; all four if no "
+                    help="also run these members alone (comma-separated, any case, from "
+                         "APGD-CE, APGD-T, FAB-T, FAB, Square; the four standard ones if no "
                          "value), ours vs torchattacks' on all images")
+    ap.add_argument("--skip-ensemble", action="store_true",
+                    help="with --members: only the members alone (e.g. --members fab-t "
+                         "--images 200: torchattacks' FAB is slow)")
     args = ap.parse_args(argv)
 
     tr, te = data.load(args.data, "train"), data.load(args.data, "test")
@@ -81,6 +86,18 @@ def main(argv=None) -> None:
     fn = model_logits_fn(net, params)
     key = jax.random.PRNGKey(0)
 
+    kind = "PGD-AT" if args.adversarial else "standard"
+    print(f"\nLinf eps={args.eps}, {args.images} {args.data} test images, LeNet-5 ({kind}, "
+          f"{args.epochs} epochs, trained in {train_s:.0f} s), {os.cpu_count()} CPU cores, "
+          f"jax {jax.__version__} on {jax.devices()[0].platform}; load "
+          f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    if args.skip_ensemble:
+        if not args.members:
+            raise SystemExit("--skip-ensemble needs --members")
+        model, xt, yt = _torch_model(params, tr.num_classes, x_np, y_np, fn, x)
+        compare_members(fn, model, x, y, xt, yt, args.eps, args.steps, tr.num_classes,
+                        args.members.split(","))
+        return
     steps = {"apgd-ce": {"steps": args.steps}, "apgd-t": {"steps": args.steps},
              "fab-t": {"steps": args.steps}}
     t0 = time.perf_counter()
@@ -90,11 +107,8 @@ def main(argv=None) -> None:
     ours = autoattack(fn, x, y, eps=args.eps, key=jax.random.PRNGKey(1), settings=steps,
                       chunk=args.chunk)
     second = time.perf_counter() - t0
-    kind = "PGD-AT" if args.adversarial else "standard"
-    print(f"\nAutoAttack standard ({args.steps} iterations, 9 targets, 5,000 queries), "
-          f"Linf eps={args.eps}, {args.images} {args.data} test images, "
-          f"LeNet-5 ({kind}, {args.epochs} epochs, trained in {train_s:.0f} s), "
-          f"{os.cpu_count()} CPU cores, jax {jax.__version__} on {jax.devices()[0].platform}")
+    print(f"AutoAttack standard ({args.steps} iterations, 9 targets, 5,000 queries); load "
+          f"after it {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     print(f"clean accuracy {ours.clean_correct.mean():.3f}")
     print(f"ours: first call {first:.1f} s (with compilation), second call {second:.1f} s; "
           f"robust accuracy {ours.robust_accuracy:.3f}; after each member: "
@@ -109,13 +123,7 @@ def main(argv=None) -> None:
     except ImportError:
         print("torch/torchattacks not installed: skipped (see benchmarks/README.md)")
         return
-    torch.set_num_threads(os.cpu_count())
-    model = torch_lenet5(params, num_classes=tr.num_classes)
-    xt = torch.from_numpy(np.ascontiguousarray(x_np)).permute(0, 3, 1, 2).contiguous()
-    yt = torch.from_numpy(y_np).long()
-    with torch.no_grad():
-        diff = np.abs(model(xt).numpy() - np.asarray(fn(x))).max()
-    assert diff < 1e-4, f"torch copy of the model differs: {diff}"
+    model, xt, yt = _torch_model(params, tr.num_classes, x_np, y_np, fn, x)
     atk = torch_autoattack(model, args.eps, args.steps, tr.num_classes)
     t0 = time.perf_counter()
     adv = atk(xt, yt)
@@ -132,6 +140,21 @@ def main(argv=None) -> None:
     if args.members:
         compare_members(fn, model, x, y, xt, yt, args.eps, args.steps, tr.num_classes,
                         args.members.split(","))
+
+
+def _torch_model(params, num_classes: int, x_np: np.ndarray, y_np: np.ndarray, fn, x):
+    """The PyTorch LeNet-5 with ``params`` and the images as NCHW tensors (its logits
+    checked equal to ours)."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count())
+    model = torch_lenet5(params, num_classes=num_classes)
+    xt = torch.from_numpy(np.ascontiguousarray(x_np)).permute(0, 3, 1, 2).contiguous()
+    yt = torch.from_numpy(y_np).long()
+    with torch.no_grad():
+        diff = np.abs(model(xt).numpy() - np.asarray(fn(x))).max()
+    assert diff < 1e-4, f"torch copy of the model differs: {diff}"
+    return model, xt, yt
 
 
 def torch_autoattack(model, eps: float, steps: int, num_classes: int):
@@ -152,8 +175,10 @@ def torch_autoattack(model, eps: float, steps: int, num_classes: int):
 
 def compare_members(fn, model, x, y, xt, yt, eps: float, steps: int, num_classes: int,
                     names: list[str]) -> None:
-    """Each standard member alone on all images, ours vs torchattacks', same weights (our
-    seconds include compilation when the ensemble did not compile that shape before)."""
+    """Each named member alone on all images, ours vs torchattacks', same weights (our
+    seconds include compilation when the ensemble did not compile that shape before).
+    FAB-T is ours as AutoAttack runs it (``robust_only``: each target only on the examples
+    no earlier target broke, as torchattacks' and the reference's); FAB is untargeted."""
     import torch
     import torchattacks
 
@@ -164,7 +189,8 @@ def compare_members(fn, model, x, y, xt, yt, eps: float, steps: int, num_classes
                                 key=jax.random.PRNGKey(2)),
         "APGD-T": lambda: apgd_t(fn, x, y, eps=eps, steps=steps, key=jax.random.PRNGKey(2)),
         "FAB-T": lambda: fab(fn, x, y, eps=eps, steps=steps, targeted=True,
-                             key=jax.random.PRNGKey(2)),
+                             robust_only=True, key=jax.random.PRNGKey(2)),
+        "FAB": lambda: fab(fn, x, y, eps=eps, steps=steps, key=jax.random.PRNGKey(2)),
         "Square": lambda: square(fn, x, y, eps=eps, key=jax.random.PRNGKey(2)),
     }
     theirs = {
@@ -174,14 +200,17 @@ def compare_members(fn, model, x, y, xt, yt, eps: float, steps: int, num_classes
                                      n_restarts=1, seed=0),
         "FAB-T": torchattacks.FAB(model, eps=eps, steps=steps, multi_targeted=True,
                                   n_classes=num_classes, n_restarts=1, seed=0),
+        "FAB": torchattacks.FAB(model, eps=eps, steps=steps, n_classes=num_classes,
+                                n_restarts=1, seed=0),
         "Square": torchattacks.Square(model, eps=eps, n_queries=5000, n_restarts=1, seed=0),
     }
     print(f"\n{'member':8s} {'ours s':>7s} {'theirs s':>8s} {'ours acc':>8s} {'theirs acc':>10s}"
           f"  ours - theirs [95%]")
-    unknown = set(names) - set(ours)
+    canonical = {k.lower(): k for k in ours}
+    unknown = [n for n in names if n.lower() not in canonical]
     if unknown:
         raise SystemExit(f"--members: unknown {sorted(unknown)}; choose from {list(ours)}")
-    for name in names:
+    for name in (canonical[n.lower()] for n in names):
         run = ours[name]
         t0 = time.perf_counter()
         xa = jax.block_until_ready(run())
@@ -194,7 +223,8 @@ def compare_members(fn, model, x, y, xt, yt, eps: float, steps: int, num_classes
             other = (model(adv).argmax(1) == yt).numpy()
         d, lo, hi, _, _ = paired_difference(mine, other)
         print(f"{name:8s} {ours_s:7.1f} {theirs_s:8.1f} {mine.mean():8.3f} {other.mean():10.3f}"
-              f"  {d:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+              f"  {d:+.4f} [{lo:+.4f}, {hi:+.4f}]  (load "
+              f"{', '.join(f'{v:.1f}' for v in os.getloadavg())})", flush=True)
 
 
 if __name__ == "__main__":

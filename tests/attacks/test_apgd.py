@@ -308,9 +308,19 @@ def test_results_do_not_depend_on_the_chunking(trained, which):
     perm = np.random.default_rng(0).permutation(40)
     a = attack(fn, x, y, eps=0.08, key=keys, **TRAINED)  # chunks of 32 and 8 (padded)
     b = attack(fn, x[perm], y[perm], eps=0.08, key=keys[perm], **TRAINED)
-    np.testing.assert_array_equal(np.asarray(b), np.asarray(a)[perm])
     head = attack(fn, x[:32], y[:32], eps=0.08, key=keys[:32], **TRAINED)  # alone
-    np.testing.assert_array_equal(np.asarray(head), np.asarray(a)[:32])
+    if which == "apgd":
+        np.testing.assert_array_equal(np.asarray(b), np.asarray(a)[perm])
+        np.testing.assert_array_equal(np.asarray(head), np.asarray(a)[:32])
+        return
+    # APGD-T packs the examples still robust into calls of 32 and 16 rows: an example
+    # may land in a call of another size, where XLA:CPU's dot can round differently
+    # (measured: 8e-6 at most); the same examples are broken
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a)[perm], atol=1e-4)
+    np.testing.assert_allclose(np.asarray(head), np.asarray(a)[:32], atol=1e-4)
+    for u, v in ((b, np.asarray(a)[perm]), (head, np.asarray(a)[:32])):
+        np.testing.assert_array_equal(np.asarray(fn(jnp.asarray(u)).argmax(-1)),
+                                      np.asarray(fn(jnp.asarray(v)).argmax(-1)))
 
 
 def test_apgd_t_on_robust_examples_only_equals_every_example_on_every_target(trained):

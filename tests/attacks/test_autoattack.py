@@ -10,6 +10,7 @@ import pytest
 
 import attacks
 from attacks.autoattack import members
+from attacks.common import MIN_BUCKET, bucket_sizes, run_bucketed
 from nets import data, models, train
 
 # Small budgets: the ensemble logic, not the members' strength, is under test here (the
@@ -17,6 +18,10 @@ from nets import data, models, train
 SMALL = {"apgd-ce": {"steps": 10}, "apgd-t": {"steps": 10, "n_target_classes": 2},
          "fab-t": {"steps": 10, "n_target_classes": 2}, "square": {"queries": 60}}
 EPS = 0.1
+# Rows per call: at most MIN_BUCKET, so every call of every member has this one shape
+# (with larger chunks the still-robust rest is padded to one of a few power-of-two sizes,
+# which ones depending on the data) and a second run can be checked for recompiles.
+CHUNK = MIN_BUCKET
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +39,7 @@ def trained():
 def result(trained):
     fns, x, y = trained
     return attacks.autoattack(fns[0], x[:150], y[:150], eps=EPS, settings=SMALL,
-                              key=jax.random.PRNGKey(0))
+                              key=jax.random.PRNGKey(0), chunk=CHUNK)
 
 
 def _alone(fn, x, y, key):
@@ -95,11 +100,13 @@ def test_no_recompile_for_new_data_params_and_eps(trained, result):
     try:
         with jax.log_compiles():
             attacks.autoattack(fns[1], x[150:300], y[150:300], eps=0.07, settings=SMALL,
-                               key=jax.random.PRNGKey(5))
+                               key=jax.random.PRNGKey(5), chunk=CHUNK)
     finally:
         logging.getLogger("jax").removeHandler(handler)
-    heavy = [n for n in names if n in {"jit(_apgd)", "jit(_apgd_t)", "jit(_fab)", "jit(_attack)",
-                                       "jit(_predict)"}]
+    heavy = [n for n in names if n in {
+        "jit(_apgd)", "jit(_apgd_t)", "jit(_apgd_one_target)", "jit(_fab)", "jit(_fab_t_one)",
+        "jit(_attack)", "jit(_start_chunk)", "jit(_segment_chunk)", "jit(_clean_success)",
+        "jit(_logits)", "jit(_predict)"}]
     assert heavy == [], names
 
 
@@ -157,3 +164,19 @@ def test_robust_accuracy_runs_autoattack_per_eps(trained):
     direct = attacks.autoattack(fns[0], x[:150], y[:150], eps=EPS, settings=SMALL, key=key)
     np.testing.assert_array_equal(out["correct"][1], direct.robust)
     np.testing.assert_array_equal(out["correct"][0], direct.clean_correct)
+
+
+def test_bucket_sizes_pad_only_the_rest_to_a_power_of_two():
+    assert bucket_sizes(146, 128) == [128, 32]  # the still-robust rest of a chunk run
+    assert bucket_sizes(256, 128) == [128, 128]
+    assert bucket_sizes(5, 128) == [16] and bucket_sizes(40, 128) == [64]
+    assert bucket_sizes(3, 4) == [4] and bucket_sizes(7, 4) == [4, 4] and bucket_sizes(0, 8) == []
+    a = np.arange(37.0)
+    calls = []
+
+    def double(v):
+        calls.append(v.shape[0])
+        return 2 * v
+
+    np.testing.assert_array_equal(run_bucketed(double, (a,), 16), 2 * a)
+    assert calls == [16, 16, 16]  # 16 + 16 + 5 padded to 16

@@ -216,6 +216,30 @@ def test_results_do_not_depend_on_the_chunking(tiny):
         fab(tiny, x, y, chunk=0, **kw)
 
 
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_robust_only_fab_t_breaks_the_same_examples_as_the_plain_form(tiny, norm):
+    """FAB-T as AutoAttack runs it (each target, each restart only on the examples still
+    unbroken within eps, packed into chunks of 4 and smaller) breaks exactly the examples
+    the plain form (every target on every example, vmapped) breaks, with two restarts
+    too; with one target and one restart the points are equal as well."""
+    x = jax.random.uniform(jax.random.PRNGKey(3), (13, 6, 6, 1), minval=-1.0, maxval=2.0)
+    y = tiny(x).argmax(-1)
+    y = y.at[0].set((y[0] + 1) % 4)  # misclassified clean: left alone by both
+    eps = {"linf": 0.15, "l2": 0.6}[norm]
+    kw = {**SMALL, "eps": eps, "norm": norm, "targeted": True, "n_target_classes": 3,
+          "key": jax.random.PRNGKey(4), "chunk": 4}
+    plain = np.asarray(fab(tiny, x, y, **kw))
+    packed = np.asarray(fab(tiny, x, y, robust_only=True, **kw))
+    moved = np.any((plain != np.asarray(x)).reshape(13, -1), 1)
+    assert 0 < moved.sum() < 12 and not moved[0]  # some broken, some not
+    np.testing.assert_array_equal(np.any((packed != np.asarray(x)).reshape(13, -1), 1), moved)
+    assert np.all(np.asarray(tiny(packed).argmax(-1))[moved] != np.asarray(y)[moved])
+    assert np.all(_norms(packed, x, norm) <= eps * (1 + 1e-6))
+    one = {**kw, "n_target_classes": 1, "restarts": 1}
+    np.testing.assert_array_equal(np.asarray(fab(tiny, x, y, robust_only=True, **one)),
+                                  np.asarray(fab(tiny, x, y, **one)))
+
+
 def test_works_inside_a_callers_jit_and_eps_vmap(tiny):
     x = jax.random.uniform(jax.random.PRNGKey(5), (4, 6, 6, 1))
     y = jnp.arange(4)
