@@ -3,7 +3,8 @@
 
 Modules: ``bvn`` (bivariate normal cdf, Genz 2004), ``relu`` (ReLU moments of Gaussians,
 zero-mean and exact general-mean), ``moments`` (output mean and covariance of
-B relu(A x + c1) + c2), ``linearize``, ``montecarlo`` (the sampled reference),
+B relu(A x + c1) + c2), ``linearize`` (with ``count_ties``: the kinks of the net at the
+expansion point, and the ``at_ties`` remedies), ``montecarlo`` (the sampled reference),
 ``tightness`` (analytic vs Monte Carlo: symmetric relative errors, variance ratios),
 ``uses`` (class means vs noise, confusion, sensitivity maps) and ``gaussian_attack``
 (targeted and untargeted Gaussian attacks through the closed form, verified by sampling;
@@ -33,10 +34,13 @@ from analytic.gaussian_attack import (
     gaussian_attack_models,
 )
 from analytic.linearize import (
+    TIE_RULES,
     Linearization,
     affine_relu_affine,
+    count_ties,
     last_hidden_relu,
     linearize_batch,
+    tie_direction,
 )
 from analytic.moments import METHODS, Moments, batched_moments, output_mean
 from analytic.montecarlo import MCMoments, mc_moments, mc_moments_batch, net_fn
@@ -54,6 +58,7 @@ __all__ = [
     "METHODS",
     "MODES",
     "OBJECTIVES",
+    "TIE_RULES",
     "GaussianAttack",
     "Linearization",
     "MCMoments",
@@ -63,6 +68,7 @@ __all__ = [
     "affine_relu_affine",
     "batched_moments",
     "confusion_matrix",
+    "count_ties",
     "expected_logits_vs_noise",
     "gaussian_attack",
     "gaussian_attack_models",
@@ -76,5 +82,6 @@ __all__ = [
     "pairwise_exceed",
     "sensitivity_map",
     "sym_rel_error",
+    "tie_direction",
     "true_vs_best_other",
 ]

@@ -2,6 +2,7 @@
 
     python benchmarks/analytic_bench.py [--model lenet5] [--images 100] [--samples 10000]
         [--sigma 0.1] [--ref-images 10] [--ref-samples 100000] [--workdir DIR] [--json FILE]
+    python benchmarks/analytic_bench.py --model mlp --hidden 1024 --epochs 2   # 784-1024-10
 
 Trains the model with the ``train`` task's defaults on digits (or restores it from
 ``--workdir``'s checkpoints), then, for the same ``--images`` test images under
@@ -9,7 +10,11 @@ x ~ N(image, sigma^2 I), times (compiled ahead of time, median of repeats):
 
 * the two-stage linearization (one Jacobian per image; shared by every noise level, so
   the last ratio column amortizes it over a ``--grid``-level noise sweep),
-* the closed-form moments of each method (exact, zero_mean, diagonal),
+* the closed-form moments of each method (``analytic.moments.METHODS``: exact, zero_mean,
+  diagonal, and batch_moments, the authors' released form: exact variances, zero-mean
+  off-diagonals), ``--moment-chunk`` images vmapped at a time, and the exact method once
+  more with ``grouped=False`` (every pair evaluates every branch: the code before the
+  grouped evaluation, same values), to print the speedup of the grouping side by side,
 * Monte Carlo with ``--samples`` samples through the real network,
 
 and reports the error of each against a reference: Monte Carlo with ``--ref-samples``
@@ -65,6 +70,10 @@ def errors(mean: np.ndarray, var: np.ndarray, ref) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="lenet5")
+    parser.add_argument("--hidden", type=int, default=0, help="mlp: one hidden layer this wide")
+    parser.add_argument("--epochs", type=int, default=0, help="training epochs (0: default)")
+    parser.add_argument("--moment-chunk", type=int, default=100,
+                        help="images vmapped at a time in the closed forms")
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--chunk", type=int, default=1_000)
@@ -82,8 +91,13 @@ def main(argv: list[str] | None = None) -> dict:
     config = experiment.defaults()
     config.model.name = args.model
     config.train.seeds = (0,)
+    if args.hidden:
+        config.model.hidden = (args.hidden,)
+    if args.epochs:
+        config.train.epochs = args.epochs
+    name = args.model + (f"{args.hidden}" if args.hidden else "")
     net, states, _history, (_train, test) = experiment.train_models(
-        config, RunDir(Path(args.workdir) / args.model).context(progress=False))
+        config, RunDir(Path(args.workdir) / name).context(progress=False))
     params = select(states, 0)["params"]
     n = min(args.images, test.images.shape[0])
     x = jnp.asarray(test.images[:n])
@@ -103,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     lin_c = jax.jit(lin_all).lower(params, x).compile()
     lins, t_lin = timed(lin_c, params, x, repeats=max(1, args.repeats // 2))
-    rows, out = [], {"model": args.model, "layer": layer, "images": n, "sigma": args.sigma,
+    rows, out = [], {"model": name, "layer": layer, "images": n, "sigma": args.sigma,
                      "samples": args.samples, "linearize_seconds": t_lin, "methods": {}}
     ref = None
     if args.ref_samples and args.ref_images:
@@ -120,35 +134,44 @@ def main(argv: list[str] | None = None) -> dict:
     mc_err = errors(mc_mean, mc_var, ref) if ref is not None else (None, None)
     rows.append([f"Monte Carlo, {args.samples} samples", f"{t_mc:.3f}", "1x", "-", "-",
                  _fmt(mc_err[0]), _fmt(mc_err[1]), "-", "-"])
-    for method in METHODS:
-        fn = jax.jit(lambda ls, xs, v, method=method: batched_moments(
-            ls, xs, v, method, shared_cov=True, batch_size=chunk))
+    mchunk = min(args.moment_chunk, n)
+    runs = [(m, m, True) for m in METHODS] + [("exact, elementwise (before)", "exact", False)]
+    for label, method, grouped in runs:
+        fn = jax.jit(lambda ls, xs, v, method=method, grouped=grouped: batched_moments(
+            ls, xs, v, method, shared_cov=True, batch_size=mchunk, grouped=grouped))
         c = fn.lower(lins, x, var).compile()
         res, t = timed(c, lins, x, var, repeats=args.repeats)
         mean, v = np.asarray(res.mean), np.asarray(jnp.diagonal(res.cov, axis1=1, axis2=2))
         err = errors(mean, v, ref) if ref is not None else (None, None)
         vs_mc = (float(sym_rel_error(mean, mc_mean).mean()), float(sym_rel_error(v, mc_var).mean()))
-        out["methods"][method] = {
+        out["methods"][label] = {
             "seconds": t, "speedup_moments_only": t_mc / t,
             "speedup_incl_linearization": t_mc / (t_lin + t),
             "speedup_grid_incl_linearization": args.grid * t_mc / (t_lin + args.grid * t),
             "mean_error_vs_reference": err[0], "var_error_vs_reference": err[1],
             "mean_error_vs_mc": vs_mc[0], "var_error_vs_mc": vs_mc[1]}
-        rows.append([f"{method} (closed form)", f"{t:.4f}", f"{t_mc / t:.0f}x",
-                     f"{t_mc / (t_lin + t):.0f}x",
-                     f"{args.grid * t_mc / (t_lin + args.grid * t):.0f}x", _fmt(err[0]), _fmt(err[1]),
-                     f"{vs_mc[0]:.4f}", f"{vs_mc[1]:.4f}"])
+        rows.append([f"{label} (closed form)", f"{t:.4f}", f"{t_mc / t:.1f}x",
+                     f"{t_mc / (t_lin + t):.1f}x",
+                     f"{args.grid * t_mc / (t_lin + args.grid * t):.1f}x", _fmt(err[0]),
+                     _fmt(err[1]), f"{vs_mc[0]:.4f}", f"{vs_mc[1]:.4f}"])
+    before = out["methods"]["exact, elementwise (before)"]["seconds"]
+    after = out["methods"]["exact"]["seconds"]
+    out["grouped_speedup"] = before / after
 
     header = ["estimator", "seconds", "MC / this", "MC / (linearize + this)",
               f"same, {args.grid}-level grid",
               "mean error vs ref", "var error vs ref", "mean error vs MC", "var error vs MC"]
-    print(f"{args.model} (linearized at {layer}), {n} digits test images, sigma={args.sigma}; "
+    print(f"{name} (linearized at {layer}), {n} digits test images, sigma={args.sigma}, "
+          f"{jnp.asarray(x).dtype}; "
           f"linearization {t_lin:.3f} s for all images; reference: "
           + (f"MC with {args.ref_samples} samples on {out['reference']['images']} images"
              if ref is not None else "none"))
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for r in rows:
         print("| " + " | ".join(map(str, r)) + " |")
+    print(f"exact moments, grouped vs elementwise (before): {before:.4f} s -> {after:.4f} s, "
+          f"{before / after:.2f}x; MC / exact: {t_mc / before:.1f}x before, "
+          f"{t_mc / after:.1f}x after (moments only)")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     return out

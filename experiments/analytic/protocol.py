@@ -51,6 +51,7 @@ def defaults() -> ml_collections.ConfigDict:
     c.analytic = ml_collections.ConfigDict({
         "num_images": 100,
         "layer": "",  # "" = the last hidden ReLU
+        "at_ties": "ignore",  # linearization at kinks: ignore | symmetric | nudge
         "noise_levels": (0.01, 0.03, 0.1, 0.3),
         "methods": METHODS,
         "mc_samples": 10_000,
@@ -95,6 +96,9 @@ def _check(a: ml_collections.ConfigDict) -> None:
     if a.attack.method not in METHODS:
         raise ConfigError(f"unknown analytic.attack.method {a.attack.method!r}; "
                           f"choose one of {METHODS}")
+    if a.at_ties not in lin_lib.TIE_RULES:
+        raise ConfigError(f"unknown analytic.at_ties {a.at_ties!r}; choose one of "
+                          f"{lin_lib.TIE_RULES}")
     if a.mc_samples % a.mc_chunk or a.mc_samples < 2 * a.mc_chunk:
         raise ConfigError(f"analytic.mc_samples={a.mc_samples} must be a multiple of "
                           f"analytic.mc_chunk={a.mc_chunk}, with at least two chunks")
@@ -147,10 +151,14 @@ def run(config: ml_collections.ConfigDict, ctx: Context) -> dict:
 
     # --- linearization: (S, N) Linearizations -------------------------------------------
     def lin_all(ps, xs):
-        return jax.vmap(lambda p: lin_lib.linearize_batch(net, p, xs, layer, per_seed_chunk))(ps)
+        return jax.vmap(lambda p: lin_lib.linearize_batch(
+            net, p, xs, layer, per_seed_chunk, at_ties=a.at_ties))(ps)
 
     lin_c, lin_compile = _compile(lin_all, params, x)
     lins, lin_seconds = _timed(lin_c, params, x)
+    # kinks at the expansion points (analytic.linearize.count_ties): (seeds, images) per layer
+    ties = jax.jit(jax.vmap(jax.vmap(lambda p, xi: lin_lib.count_ties(net, p, xi, layer),
+                                     in_axes=(None, 0)), in_axes=(0, None)))(params, x)
 
     # --- analytic vs Monte Carlo over the noise grid -------------------------------------
     def moments_fn(method: str):
@@ -217,6 +225,9 @@ def run(config: ml_collections.ConfigDict, ctx: Context) -> dict:
             r["test_accuracy"] for r in reversed(history) if "test_accuracy" in r)],
         "num_images": n, "mc_samples": a.mc_samples, "mc_chunk": a.mc_chunk,
         "noise_levels": levels, "methods": list(a.methods), "num_classes": test.num_classes,
+        "at_ties": a.at_ties,
+        # mean over images of the tied max-pool windows / ReLU inputs at 0, per seed
+        "ties": {k: compact(np.asarray(v).mean(-1)) for k, v in ties.items()},
         # [method][sigma][measure]: (seeds, images)
         "tightness": {m: {float_key(v): {k: compact(getattr(t, k)) for k in t._fields}
                           for v, t in d.items()} for m, d in tight.items()},

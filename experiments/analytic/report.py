@@ -117,6 +117,17 @@ def _sensitivity_figure(results: dict, save: SaveFigure) -> str:
     return save("sensitivity.png", fig)
 
 
+def _ties_line(r: dict) -> str:
+    """Kinks at the expansion points and the linearization rule used there."""
+    if "ties" not in r:
+        return ""
+    counts = ", ".join(f"{k} {np.mean(v):.1f}" for k, v in sorted(r["ties"].items()))
+    return (f"Kinks at the clean images (mean per image: tied positive max-pool maxima, "
+            f"ReLU inputs at 0; `analytic.count_ties`): {counts or 'none'}. Where there are "
+            f"kinks the net is not differentiable and no linearization is exact; rule used: "
+            f"`at_ties={r.get('at_ties', 'ignore')}` (`analytic/linearize.py`).\n\n")
+
+
 def _tightness_table(results: dict) -> str:
     rows = []
     for v in results["noise_levels"]:
@@ -178,7 +189,7 @@ def write(config: ml_collections.ConfigDict, results: dict, save: SaveFigure) ->
         f"over seeds. The mean is the same for every method (they differ in the covariance "
         f"only). The last column is Monte Carlo's own relative standard error of the "
         f"variances (batch means): errors near it are sampling noise.\n\n"
-        + _tightness_table(r) + f"\n![tightness]({fig_tight})\n\n"
+        + _ties_line(r) + _tightness_table(r) + f"\n![tightness]({fig_tight})\n\n"
         + (f"![exact vs zero-mean]({fig_diff})\n\n" if fig_diff else "")
         + "## Gaussian attacks\n\n"
         f"{att['num_images']} test images classified correctly by every seed, "

@@ -11,6 +11,7 @@ from analytic import linearize, montecarlo
 from analytic.moments import (
     METHODS,
     batched_moments,
+    hidden_moments,
     moments,
     output_mean,
     preactivation,
@@ -132,3 +133,18 @@ def test_batched_jitted_and_differentiable(net_params):
     var = jnp.stack([covs[0], jnp.zeros(SHAPE).at[0, 0, 0].set(0.5), jnp.zeros(SHAPE)])
     g = grad(mus[:3], var)
     assert all(bool(jnp.isfinite(t).all()) for t in g)
+
+
+def test_batch_moments_baseline_is_exact_on_the_diagonal_zero_mean_off_it():
+    """The authors' released ``batch_moments`` form: exact variances, zero-mean
+    off-diagonals; for units of negative mean (tiny variances, zero-mean cross terms of
+    order s^2) it is indefinite, where the exact covariance is PSD."""
+    m = jnp.array([-3.0, -3.0, 0.5])
+    S = jnp.array([[1.0, 0.9, 0.2], [0.9, 1.0, 0.1], [0.2, 0.1, 1.0]])
+    exact, zero, batch = jax.jit(lambda m, S: [hidden_moments(m, S, k)[1] for k in (
+        "exact", "zero_mean", "batch_moments")])(m, S)
+    np.testing.assert_allclose(jnp.diag(batch), jnp.diag(exact), rtol=1e-6)
+    off = ~np.eye(3, dtype=bool)
+    np.testing.assert_allclose(np.asarray(batch)[off], np.asarray(zero)[off], rtol=1e-6)
+    assert np.linalg.eigvalsh(np.asarray(batch, np.float64)).min() < -0.1
+    assert np.linalg.eigvalsh(np.asarray(exact, np.float64)).min() > -1e-7

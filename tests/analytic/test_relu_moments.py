@@ -1,5 +1,7 @@
 """analytic/relu.py: ReLU moments against numerical integration (SciPy), float64."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -222,3 +224,64 @@ def test_gradients_match_finite_differences():
         e[i] = 1e-6
         fd = (cross(*(args + e)) - cross(*(args - e))) / 2e-6
         np.testing.assert_allclose(g[i], fd, rtol=1e-6, atol=1e-9)
+
+
+@pytest.fixture
+def small_tiles(monkeypatch):
+    """The grouped evaluation on small arrays: tiles of 64 pairs, no size threshold."""
+    monkeypatch.setattr(relu, "PAIR_TILE", 64)
+    monkeypatch.setattr(relu, "MIN_GROUPED", 0)
+
+
+def _pairs(n, seed=0):
+    """Pairs of every class: each bivariate cdf rule, |rho| = 1 and the edge, s = 0."""
+    rng = np.random.default_rng(seed)
+    mi, mj = rng.normal(0, 2, n), rng.normal(0, 2, n)
+    si, sj = np.abs(rng.normal(0, 1, n)), np.abs(rng.normal(0, 1, n))
+    si[:7] = 0.0
+    sj[7:12] = 1e-300
+    rho = rng.uniform(-1, 1, n)
+    rho[20:30], rho[30:40], rho[40:45] = 1.0, -1.0, 1 - 1e-15
+    return [jnp.asarray(a) for a in (mi, mj, si, sj, rho)]
+
+
+def test_grouped_evaluation_equals_the_elementwise_form(small_tiles):
+    """Sorted by class, one formula per tile (``grouped``, the default) gives the values
+    of the one-expression form to rounding, under nested vmap too, each class's rule on
+    its own pairs, and the same gradients. (One compiled program: the suite's time.)"""
+    args = _pairs(1000)
+
+    def loss(*a, grouped=True):
+        return jnp.sum(relu.relu_covariance(*a, grouped=grouped) ** 2)
+
+    @jax.jit
+    def everything(*a):
+        shaped = [b.reshape(2, 5, 100) for b in a]
+        return {
+            "cov": (jax.vmap(jax.vmap(lambda *b: relu.relu_covariance(*b)))(*shaped),
+                    relu.relu_covariance(*shaped, grouped=False)),
+            "rules": ([relu._cross_in_class(c, *a) for c in range(5)],
+                      relu.relu_cross_moment(*a, grouped=False), relu.pair_class(*a)),
+            "grads": [jax.grad(functools.partial(loss, grouped=g), argnums=(0, 1, 2, 3, 4))(*a)
+                      for g in (True, False)],
+        }
+
+    out = everything(*args)
+    np.testing.assert_allclose(*out["cov"], rtol=1e-12, atol=1e-14)
+    by_class, want, cls = out["rules"]
+    assert set(np.unique(np.asarray(cls))) == {0, 1, 2, 3, 4}
+    for c, got in enumerate(by_class):
+        sel = np.asarray(cls) == c
+        np.testing.assert_allclose(np.asarray(got)[sel], np.asarray(want)[sel], rtol=1e-12,
+                                   atol=1e-14)
+    for a, b in zip(*out["grads"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_counting_sort_positions_are_a_stable_sort():
+    cls = jnp.asarray(np.random.default_rng(1).integers(0, 5, 999))
+    pos = np.asarray(relu._counting_sort_positions(cls, 5))
+    np.testing.assert_array_equal(np.sort(pos), np.arange(999))
+    order = np.empty(999, int)
+    order[pos] = np.arange(999)
+    np.testing.assert_array_equal(order, np.argsort(np.asarray(cls), kind="stable"))

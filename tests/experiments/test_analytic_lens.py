@@ -76,6 +76,10 @@ def test_analytic_lens_on_two_small_trained_lenet5_seeds(tmp_path):
     assert saved["timings"]["mc_seconds"]["0.1"] > 0
     text = (tmp_path / "report.md").read_text()
     assert "| 0.02 | exact |" in text and "## Findings" in text
+    # kinks at the expansion points are counted and the rule used is reported
+    assert saved["at_ties"] == "ignore" and "`at_ties=ignore`" in text
+    assert set(saved["ties"]) == {"relu1", "pool1", "relu2", "pool2", "relu3"}
+    assert all(np.asarray(v).shape == (2,) and min(v) >= 0 for v in saved["ties"].values())
 
 
 @pytest.mark.parametrize("args, message", [
@@ -84,6 +88,7 @@ def test_analytic_lens_on_two_small_trained_lenet5_seeds(tmp_path):
     (["--config.analytic.attack.modes=('mean','x')"], "unknown analytic.attack.modes ['x']"),
     (["--config.analytic.mc_samples=1500"], "must be a multiple of analytic.mc_chunk"),
     (["--config.analytic.layer=fc5"], "analytic.layer: unknown layer 'fc5'"),
+    (["--config.analytic.at_ties=mean"], "unknown analytic.at_ties 'mean'"),
     (["--config.analytic.nimages=3"], "unknown config key 'analytic.nimages'"),
 ])
 def test_bad_analytic_config_is_one_clear_error(args, message, tmp_path, capsys):
