@@ -31,9 +31,7 @@ from minmax.regularizer import fuzziness_penalty
 
 Array = jax.Array
 READINGS = ("group", "trajectory", "init")
-GROUP_STATS = ("fuzziness", "minmax_index", "near_ends", "small_fraction", "kurtosis",
-               "degenerate")
-STATS = {"group": GROUP_STATS, "trajectory": trajectory.STATS, "init": init_support.STATS}
+STATS = {"group": stats.STATS, "trajectory": trajectory.STATS, "init": init_support.STATS}
 
 
 def check(readings: Sequence[str]) -> tuple[str, ...]:

@@ -84,14 +84,22 @@ def membership(w: Array, granularity: str = "kernel", *, stop_gradient: bool = F
     """``(mu, degenerate)``: ``mu = (w - lo) / (hi - lo)`` in [0, 1], and a mask of the
     weights whose interval is a point (there ``mu = 0``). Safe to differentiate."""
     lo, hi = interval(w, granularity, stop_gradient=stop_gradient)
+    return range_membership(w, lo, hi)
+
+
+def range_membership(w: Array, lo: Array, hi: Array) -> tuple[Array, Array]:
+    """``(mu, degenerate)`` of ``w`` in ranges ``[lo, hi]`` broadcastable against it:
+    ``mu = (w - lo) / (hi - lo)`` clipped to [0, 1], exactly 0 at or below ``lo`` and 1 at
+    or above ``hi``; where ``hi == lo``, ``mu = 0``. NaN-free, also in the gradient. Shared
+    by the group reading (here) and the trajectory reading (:mod:`minmax.trajectory`)."""
     width = hi - lo
     degenerate = jnp.broadcast_to(width <= 0, w.shape)
     safe_width = jnp.where(width > 0, width, 1.0)  # double-where: no 0/0 even in the grad
     mu = jnp.clip((w - lo) / safe_width, 0.0, 1.0)
     # The ends are found by comparing weights, not by the rounding of the division (which
     # XLA may compile differently in different programs): exactly 0 at the min, 1 at the max.
-    mu = jnp.where(w == hi, 1.0, mu)
-    return jnp.where(w == lo, 0.0, mu), degenerate
+    mu = jnp.where(w >= hi, 1.0, mu)
+    return jnp.where((w <= lo) | degenerate, 0.0, mu), degenerate
 
 
 def center_distance(w: Array, granularity: str = "kernel") -> Array:

@@ -39,22 +39,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from minmax.stats import binary_entropy, conv_kernels
+from minmax.stats import binary_entropy, conv_kernels, range_membership
 
 Array = jax.Array
 STATS = ("fuzziness", "minmax_index", "near_ends", "degenerate",
          "walk_fuzziness", "walk_minmax_index", "walk_near_ends")
-
-
-def range_membership(w: Array, lo: Array, hi: Array) -> tuple[Array, Array]:
-    """``(mu, degenerate)``: ``mu = (w - lo) / (hi - lo)`` clipped to [0, 1], exactly 0 at
-    ``w == lo`` and 1 at ``w == hi``; where ``hi == lo`` ``mu = 0`` (NaN-free, also in the
-    gradient)."""
-    width = hi - lo
-    degenerate = width <= 0
-    mu = jnp.clip((w - lo) / jnp.where(degenerate, 1.0, width), 0.0, 1.0)
-    mu = jnp.where(w >= hi, 1.0, mu)
-    return jnp.where((w <= lo) | degenerate, 0.0, mu), degenerate
 
 
 def position_stats(w: Array, lo: Array, hi: Array, *, near: float = 0.9) -> dict[str, Array]:
