@@ -93,6 +93,15 @@ def uses_track(regularizer: Regularizer | None) -> bool:
     return bool(getattr(regularizer, "uses_track", False))
 
 
+def check_tracker(regularizer: Regularizer | None, step_tracker: StepTracker | None) -> bool:
+    """:func:`uses_track`, or a ``ValueError`` when the regularizer reads a track that no
+    ``step_tracker`` makes."""
+    if uses_track(regularizer) and step_tracker is None:
+        raise ValueError("this regularizer reads the track (uses_track); pass the "
+                         "step_tracker that makes it")
+    return uses_track(regularizer)
+
+
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
 
@@ -233,10 +242,7 @@ def make_train_step(
     objective. With ``step_tracker``, ``state["track"]`` is updated after the optimizer
     update from the old and new params, with key ``track_key(state["key"], step + 1)``."""
     adv = adversarial or Adversarial()
-    with_track = uses_track(regularizer)
-    if with_track and step_tracker is None:
-        raise ValueError("this regularizer reads the track (uses_track); pass the "
-                         "step_tracker that makes it")
+    with_track = check_tracker(regularizer, step_tracker)
 
     def apply(params, images):
         return net.apply({"params": params}, images)
@@ -429,9 +435,7 @@ def fit(
             f"{spec.batch_size}; lower train.batch_size"
         )
     optimizer = make_optimizer(spec)
-    if uses_track(regularizer) and step_tracker is None:
-        raise ValueError("this regularizer reads the track (uses_track); pass the "
-                         "step_tracker that makes it")
+    check_tracker(regularizer, step_tracker)  # before any work
     states = init_states(net, optimizer, seeds, train.images.shape[1:], reg_weights, hparams,
                          step_tracker)
     history: list[dict] = []
