@@ -30,6 +30,7 @@ from analytic.gaussian_attack import (
     MODES,
     OBJECTIVES,
     GaussianAttack,
+    gaussian,
     gaussian_attack,
     gaussian_attack_models,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "confusion_matrix",
     "count_ties",
     "expected_logits_vs_noise",
+    "gaussian",
     "gaussian_attack",
     "gaussian_attack_models",
     "last_hidden_relu",

@@ -23,7 +23,9 @@ as y (untargeted). Noisy draws are not clipped to ``bounds``: the attack is on t
 Gaussian the closed form describes; its mean stays in bounds.
 
 :func:`gaussian_attack` attacks one model; :func:`gaussian_attack_models` the S models of
-stacked parameters (one compiled program for all). This module was
+stacked parameters (one compiled program for all); :func:`gaussian` is
+:func:`gaussian_attack` in the calling convention of :mod:`attacks`
+(``attack(logits_fn, x, y, *, eps, targeted, bounds, key)``). This module was
 ``attacks/gaussian.py``; it lives in ``analytic`` so that ``attacks`` need not import
 ``analytic``.
 """
@@ -259,3 +261,33 @@ def gaussian_attack_models(net: Net, params, x: Array, y: Array, *, eps: float,
         method=method)
     keys = jax.random.split(key, jax.tree.leaves(params)[0].shape[0])
     return _attack_models(net, params, jnp.asarray(x), cls, keys, *traced, **static)
+
+
+def _net_and_params(logits_fn) -> tuple[Net, object]:
+    """(net, params) inside a logits function made by ``attacks.model_logits_fn`` (a
+    ``Partial`` of an object with a ``net`` attribute, the parameters its one argument)."""
+    net = getattr(getattr(logits_fn, "func", None), "net", None)
+    args = getattr(logits_fn, "args", ())
+    if not isinstance(net, Net) or len(args) != 1:
+        raise ValueError("the Gaussian attack linearizes the network, so it needs its layers: "
+                         "pass attacks.model_logits_fn(net, params), not a plain logits "
+                         f"function (got {type(logits_fn).__name__})")
+    return net, args[0]
+
+
+def gaussian(logits_fn, x: Array, y: Array, *, eps: float, sigma: float,
+             targeted: bool = False, bounds: tuple[float, float] = (0.0, 1.0), key: Array,
+             **options) -> GaussianAttack:
+    """:func:`gaussian_attack` in the calling convention of the input attacks of
+    :mod:`attacks`: ``logits_fn`` from ``attacks.model_logits_fn(net, params)``, ``y`` the
+    true labels, or the target classes when ``targeted`` (as in ``attacks.pgd``).
+
+    ``options`` are :func:`gaussian_attack`'s other keywords (steps, mode, lr, samples,
+    layer, relinearize, objective, method, check). The result is a distribution, not
+    one point: ``.mean`` (in the eps-ball and ``bounds``) plays the part of the other
+    attacks' ``x_adv``, e.g. ``attacks.outcome(logits_fn, x, y, res.mean, norm="linf")``,
+    and ``.success_rate`` is the sampled rate of the Gaussian around it.
+    """
+    net, params = _net_and_params(logits_fn)
+    return gaussian_attack(net, params, x, y, eps=eps, sigma=sigma,
+                           target=y if targeted else None, key=key, bounds=bounds, **options)

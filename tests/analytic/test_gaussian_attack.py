@@ -91,3 +91,30 @@ def test_stacked_models_equal_one_attack_per_model(setup):
         np.testing.assert_allclose(both.success_rate[i], one.success_rate, atol=1e-6)
     with pytest.raises(ValueError, match="unknown mode"):
         gaussian_attack_models(net, stacked, x, y, key=key, eps=0.1, sigma=0.1, mode="x")
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_attack_convention_adapter_is_the_same_attack(setup, targeted):
+    """``gaussian(logits_fn, x, y, *, eps, targeted, key)`` (the attacks convention, y the
+    target when targeted) gives exactly what ``gaussian_attack`` gives."""
+    from analytic import gaussian
+    from attacks import model_logits_fn
+
+    net, params, x, y = setup
+    cls = (y + 1) % 5 if targeted else y
+    key = jax.random.PRNGKey(4)
+    ours = gaussian(model_logits_fn(net, params), x, cls, eps=0.1, sigma=0.2,
+                    targeted=targeted, key=key, steps=5, samples=50)
+    ref = gaussian_attack(net, params, x, y, eps=0.1, sigma=0.2, steps=5, samples=50,
+                          target=cls if targeted else None, key=key)
+    for a, b in zip(ours, ref, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_adapter_needs_the_network_not_a_plain_function(setup):
+    from analytic import gaussian
+
+    net, params, x, y = setup
+    with pytest.raises(ValueError, match="model_logits_fn"):
+        gaussian(lambda v: net.apply({"params": params}, v), x, y, eps=0.1, sigma=0.2,
+                 key=jax.random.PRNGKey(0))
