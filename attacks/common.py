@@ -27,7 +27,6 @@ import optax
 from jax.tree_util import Partial
 
 from attacks.l1 import l1_norm, project_l1_box
-from nets.batching import pad_rows
 from nets.models import Net
 
 Array = jax.Array
@@ -246,15 +245,11 @@ def per_example_keys(key: Array | None, n: int) -> Array:
 
 def run_chunked(attack: Callable[..., Array], arrays: tuple, size: int) -> Array:
     """``attack(*arrays)`` in chunks of ``size`` rows (every array has the batch axis
-    first). The last chunk is padded to the same shape (one compiled program) by
-    repeating the first row, so padded inputs stay valid, and the padded rows are dropped."""
-    n = arrays[0].shape[0]
-    if size >= n:
+    first): :func:`run_bucketed` with the last chunk padded to ``size`` too (one
+    compiled program), the padded rows dropped."""
+    if size >= arrays[0].shape[0]:
         return attack(*arrays)
-
-    padded, _ = pad_rows(arrays, size, mode="edge")
-    out = [attack(*(a[i:i + size] for a in padded)) for i in range(0, padded[0].shape[0], size)]
-    return jax.tree.map(lambda *parts: jnp.concatenate(parts)[:n], *out)
+    return run_bucketed(attack, arrays, size, min_rows=size)
 
 
 # Smallest padded call of :func:`bucket_sizes`: every size is one more compile of each

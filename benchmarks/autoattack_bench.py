@@ -18,6 +18,8 @@ torchattacks (one call), the speed ratio, the robust accuracy of both with our r
 robust accuracy per member, and their agreement: the paired difference of the robust
 masks with a 95% interval (normal approximation of the McNemar difference,
 (b - c)/n +- 1.96 sqrt(b + c - (b - c)^2/n)/n, b and c the images robust under one only).
+PyTorch uses every core; ``TORCH_THREADS=1`` keeps it to one (on a machine busy with
+other work, several threads per core slow it many times over).
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ def _torch_model(params, num_classes: int, x_np: np.ndarray, y_np: np.ndarray, f
     checked equal to ours)."""
     import torch
 
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(int(os.environ.get("TORCH_THREADS", os.cpu_count())))
     model = torch_lenet5(params, num_classes=num_classes)
     xt = torch.from_numpy(np.ascontiguousarray(x_np)).permute(0, 3, 1, 2).contiguous()
     yt = torch.from_numpy(y_np).long()
