@@ -96,33 +96,45 @@ def _bisections(dtype) -> int:
     return 40 if jnp.finfo(dtype).bits <= 32 else 72
 
 
+# Most Newton steps of the water level (see :func:`_water_level`). On the linf boundaries
+# of LeNet-5 at 256 digits images and 9 targets it stopped after 3 steps (median; max 4);
+# this only bounds a pathological row.
+NEWTON_STEPS = 64
+
+
 def _water_level(p: Array, cap: Array, r: Array) -> Array:
     """Smallest lam >= 0 with F(lam) = sum_i p_i min(lam, cap_i) = r (p, cap >= 0; r at
     most F(inf) = sum_i p_i cap_i).
 
-    F is nondecreasing and piecewise linear with kinks at the caps, and F(lam) <= lam
-    sum_i p_i, so lam lies in [r / sum_i p_i, max_i cap_i]. Geometric bisection narrows
-    that bracket [lo, hi] to the dtype's resolution; then, with S = {i : cap_i <= lo}
-    (the saturated coordinates), lam = (r - sum_S p_i cap_i) / sum_{not S} p_i is the
-    closed form on the piece after lo, and lies in [lo, lam*]: exact up to the final
-    relative bracket width (< 1e-10).
+    F is nondecreasing, concave and piecewise linear (kinks at the caps), and
+    F(lam) <= lam sum_i p_i, so lam_0 = r / sum_i p_i lies left of the root. Newton's
+    steps from there, lam <- lam + (r - F(lam)) / F'(lam+) with the right slope
+    F'(lam+) = sum_{cap_i > lam} p_i, stay left of the root (the tangent of a concave
+    function lies above it), rise monotonically, and the step taken from the root's own
+    linear piece lands on the root exactly: one O(d) pass per step, 3-4 steps on FAB's rows
+    (the number of slope changes Newton has to walk, not log2 of a bracket: the fixed
+    40-pass geometric bisection this replaced took 3-6x as long).
+    Stops when a step no longer moves lam by more than a few ulps.
     """
     tot = jnp.sum(p)
     pos = tot > 0
-    lo = jnp.where(pos, r / jnp.where(pos, tot, 1.0), 0.0)
-    hi = jnp.maximum(jnp.max(cap), lo)
+    lam0 = jnp.where(pos, r / jnp.where(pos, tot, 1.0), 0.0)
+    tol = 4 * jnp.finfo(p.dtype).eps
 
-    def step(_, bracket):
-        lo, hi = bracket
-        mid = jnp.sqrt(lo) * jnp.sqrt(hi)
-        below = jnp.sum(p * jnp.minimum(mid, cap)) < r
-        return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
+    def step(state):
+        lam, _, k = state
+        f = jnp.sum(p * jnp.minimum(lam, cap))
+        slope = jnp.sum(jnp.where(cap > lam, p, 0.0))
+        move = jnp.where(slope > 0, (r - f) / jnp.where(slope > 0, slope, 1.0), 0.0)
+        move = jnp.maximum(move, 0.0)
+        return lam + move, move, k + 1
 
-    lo, _ = jax.lax.fori_loop(0, _bisections(p.dtype), step, (lo, hi))
-    sat = cap <= lo
-    free = jnp.sum(jnp.where(sat, 0.0, p))
-    lam = (r - jnp.sum(jnp.where(sat, p * cap, 0.0))) / jnp.where(free > 0, free, 1.0)
-    return jnp.where(free > 0, jnp.maximum(lam, lo), lo)
+    def moving(state):
+        lam, move, k = state
+        return (k < NEWTON_STEPS) & (move > tol * lam)
+
+    lam, _, _ = jax.lax.while_loop(moving, step, (lam0, jnp.full_like(lam0, jnp.inf), 0))
+    return lam
 
 
 def _knapsack(aw: Array, room: Array, r: Array) -> Array:
@@ -200,9 +212,11 @@ def hyperplane_projection(t: Array, w: Array, b: Array, *, norm: str = "linf",
     * l1: fill the coordinates in decreasing |w_i| (fractional knapsack).
 
     The reference finds the level by sorting the kinks (O(d log d)); on XLA:CPU sorting
-    256 rows of 784 takes ~50 ms, so here a geometric bisection of a fixed number of
-    O(d) passes (~6 ms) brackets the level and a closed form finishes it (exact to a
-    relative 1e-10; see :func:`_water_level`, :func:`_knapsack`). Where the hyperplane
+    256 rows of 784 takes ~50 ms, so here the water level takes Newton steps of one O(d)
+    pass each from below (:func:`_water_level`; 256 rows of 784 inside FAB's loop: 1.7-1.8
+    ms per call vs 5.8-10.6 ms for the 40-pass bisection it replaced, side by side on the
+    loaded 2-core machine), and the l1 knapsack a geometric bisection finished by a closed
+    form (exact to a relative 1e-10; :func:`_knapsack`). Where the hyperplane
     misses the box (r > sum_i |w_i| room_i) the box corner farthest along w is returned,
     as the reference does.
     """
