@@ -7,9 +7,16 @@ every model's epoch in one call. A single model is simply S = 1, and model ``i``
 run equals the same seed trained alone (tests/nets/test_train.py).
 
 The datasets fit on the device, so every step gathers its batch there from one
-permutation per epoch: no host round trip per step. The steps run as a Python loop of one
-jitted step (asynchronous dispatch), not a ``lax.scan``: on XLA:CPU the scan measured
-about 5x slower (see :class:`EpochFn` and benchmarks/train_bench.py).
+permutation per epoch: no host round trip per step. The epoch is a Python loop of one
+jitted step (asynchronous dispatch) or a ``lax.scan`` of the same step
+(``TrainSpec.loop``, see :class:`EpochFn`).
+
+On several devices the models and their batches are split over a 2-D mesh
+``("models", "data")`` (:func:`model_mesh`): S models on D devices take ``gcd(S, D)``
+devices along ``models`` and the rest along ``data``, where every model's batch is split
+(data parallelism: XLA partitions the step along the batch and all-reduces the
+gradients). 1 model on 4 devices is a (1, 4) mesh, 2 models a (2, 2) one; the numbers
+are those of one device up to float rounding (tests/nets/test_sharding.py).
 
 Adversarial training (PGD-AT, TRADES; :mod:`nets.adversarial`) is a choice of the
 training loss (``TrainSpec.adversarial``): the inner maximization runs inside the same
@@ -118,7 +125,8 @@ class TrainSpec:
     weight_decay: float = 0.0
     eval_every: int = 1
     checkpoint_every: int = 1
-    loop: str = "python"  # epoch as a Python loop of jitted steps, or one lax.scan
+    # "auto": "scan" on an accelerator, "python" on CPU (resolve_loop); or either by name
+    loop: str = "auto"
     # Adversarial training (nets.adversarial): "none" | "pgd" (Madry et al. 2018) |
     # "trades" (Zhang et al. 2019), Linf, inputs in [0, 1]. eps 0.1 by default, not
     # MNIST's 0.3: the digits are 8x8 scans with 17 grey levels (steps of 1/16) upsampled
@@ -278,50 +286,88 @@ def make_train_step(
     return step
 
 
+LOOPS = ("auto", "python", "scan")
+
+
+def resolve_loop(loop: str) -> str:
+    """``"python"`` or ``"scan"`` for ``TrainSpec.loop``: ``"auto"`` is ``"python"`` on the
+    CPU backend (where the two measured the same, see :class:`EpochFn`) and ``"scan"`` on
+    an accelerator (GPU, TPU), where the scan saves one host dispatch per step. Reads the
+    backend, so call it when training starts, not at import. An unknown name is one
+    ``ValueError``."""
+    if loop not in LOOPS:
+        raise ValueError(f"unknown train loop {loop!r}; choose one of {LOOPS}")
+    if loop == "auto":
+        return "python" if jax.default_backend() == "cpu" else "scan"
+    return loop
+
+
 class EpochFn:
     """``(states, images, labels, epoch) -> (states, per-step metrics)`` for S models.
 
     Each model shuffles with ``fold_in(its key, epoch)`` and drops the last partial batch;
-    the metrics have shape (S, steps_per_epoch). One jitted, vmapped train step runs per
-    batch from a Python loop (``loop="python"``, the default), with the data resident on
-    the device and the state buffers donated; dispatch is asynchronous, so the host only
-    waits at the end of the epoch. ``loop="scan"`` runs the epoch as one ``lax.scan``
-    instead. On XLA:CPU the two measured the same (LeNet-5, digits, batch 64, 2 cores,
-    median epochs, loop vs scan: 68 vs 66 ms for 1 model, 292 vs 287 ms for 4): inside a compiled loop XLA's
-    own convolution gradients are several times slower, which ``nets.conv`` avoids. On an
-    accelerator the scan saves the per-step dispatch.
+    the metrics have shape (S, steps_per_epoch). Both loops run the same jitted step,
+    ``one_step_at(states, images, labels, order, i)``: gather step ``i``'s (S, B) batch
+    from the device-resident data, then one train step ``vmap``-ed over the S models.
+    ``loop="python"`` calls it from a Python loop, with the state buffers donated;
+    dispatch is asynchronous, so the host only waits at the end of the epoch.
+    ``loop="scan"`` runs the epoch as one jitted ``lax.scan`` of it over the step
+    indices. ``loop="auto"`` (the default) is the scan on an accelerator (GPU, TPU),
+    where it saves one host dispatch per step, and the Python loop on CPU
+    (:func:`resolve_loop`), where the two measured the same (LeNet-5, digits, batch 64,
+    2 cores, median epochs, loop vs scan: 68 vs 66 ms for 1 model, 292 vs 287 ms for 4):
+    inside a compiled loop XLA's own convolution gradients are several times slower,
+    which ``nets.conv`` avoids.
+
+    With ``mesh`` (axes ``models`` x ``data``, from :func:`model_mesh`) the step is data
+    parallel: the gathered (S, B, ...) batch is constrained to ``P("models", "data")``
+    (models split over the first axis, each model's batch over the second) and the new
+    states to ``P("models")``, so XLA partitions the forward and backward passes along
+    the batch and all-reduces the gradients over ``data``. ``B`` must be divisible by the
+    mesh's ``data`` size (:func:`model_mesh` makes it so). Without ``mesh`` nothing is
+    constrained: the step runs where its inputs are.
     """
 
     def __init__(self, net: Net, optimizer: optax.GradientTransformation, batch_size: int,
-                 regularizer: Regularizer | None = None, loop: str = "python",
+                 regularizer: Regularizer | None = None, loop: str = "auto",
                  adversarial: Adversarial | None = None,
-                 step_tracker: StepTracker | None = None):
-        if loop not in LOOPS:
-            raise ValueError(f"unknown loop {loop!r}; choose one of {LOOPS}")
-        self.batch_size, self.loop = batch_size, loop
+                 step_tracker: StepTracker | None = None, mesh: Mesh | None = None):
+        self.batch_size, self.loop = batch_size, resolve_loop(loop)
+        if mesh is not None and batch_size % mesh.shape["data"]:
+            raise ValueError(f"batch size {batch_size} is not divisible by the mesh's "
+                             f"{mesh.shape['data']} data devices; build the mesh with "
+                             f"model_mesh(num_models, batch_size)")
         step = make_train_step(net, optimizer, regularizer, adversarial, step_tracker)
+
+        def constrain(tree, spec):
+            if mesh is None:
+                return tree
+            return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, spec))
 
         def order(key, epoch, n):  # (steps, batch) indices of one model's epoch
             steps = n // batch_size
             perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
             return perm[: steps * batch_size].reshape(steps, batch_size)
 
-        def one_step(state, images, labels, idx):
-            return step(state, images[idx], labels[idx])
+        orders = jax.vmap(order, in_axes=(0, None, None))  # (S, steps, batch)
 
-        def one_step_at(states, images, labels, order, i):  # order: (S, steps, batch)
-            idx = jax.lax.dynamic_index_in_dim(order, i, axis=1, keepdims=False)
-            return jax.vmap(one_step, in_axes=(0, None, None, 0))(states, images, labels, idx)
+        def one_step_at(states, images, labels, order, i):
+            idx = jax.lax.dynamic_index_in_dim(order, i, axis=1, keepdims=False)  # (S, B)
+            batch = constrain((images[idx], labels[idx]), P("models", "data"))
+            states, metrics = jax.vmap(step)(states, *batch)
+            return constrain((states, metrics), P("models"))
 
-        def one_epoch(state, images, labels, epoch):
-            idx = order(state["key"], epoch, images.shape[0])
-            return jax.lax.scan(lambda st, i: one_step(st, images, labels, i), state, idx)
+        def one_epoch(states, images, labels, epoch):
+            order = orders(states["key"], epoch, images.shape[0])
+            states, metrics = jax.lax.scan(
+                lambda st, i: one_step_at(st, images, labels, order, i), states,
+                jnp.arange(order.shape[1]))
+            return states, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics)
 
-        self._order = jax.jit(jax.vmap(order, in_axes=(0, None, None)), static_argnums=2)
+        self._order = jax.jit(orders, static_argnums=2)
         options = compiler_options()
         self._step = jax.jit(one_step_at, donate_argnums=0, compiler_options=options)
-        self._epoch = jax.jit(jax.vmap(one_epoch, in_axes=(0, None, None, None)),
-                              donate_argnums=0, compiler_options=options)
+        self._epoch = jax.jit(one_epoch, donate_argnums=0, compiler_options=options)
 
     def __call__(self, states: State, images: Array, labels: Array, epoch: int):
         if self.loop == "scan":
@@ -338,20 +384,19 @@ class EpochFn:
         return (self._epoch if self.loop == "scan" else self._step)._cache_size()
 
 
-LOOPS = ("python", "scan")
-
-
 def make_epoch_fn(
     net: Net,
     optimizer: optax.GradientTransformation,
     batch_size: int,
     regularizer: Regularizer | None = None,
-    loop: str = "python",
+    loop: str = "auto",
     adversarial: Adversarial | None = None,
     step_tracker: StepTracker | None = None,
+    mesh: Mesh | None = None,
 ) -> EpochFn:
     """The epoch function of S stacked models (see :class:`EpochFn`)."""
-    return EpochFn(net, optimizer, batch_size, regularizer, loop, adversarial, step_tracker)
+    return EpochFn(net, optimizer, batch_size, regularizer, loop, adversarial, step_tracker,
+                   mesh)
 
 
 def check_finite(metrics: dict[str, np.ndarray], epoch: int, seeds: Sequence[int],
@@ -407,6 +452,12 @@ def fit(
     With ``step_tracker`` every model's state carries ``"track"`` (see
     :class:`StepTracker`), which ``on_epoch`` can read and the checkpoints keep.
 
+    The run uses every device it can: the mesh ``model_mesh(len(seeds),
+    spec.batch_size)`` splits the models over ``gcd(S, D)`` devices and every model's
+    batch over the rest (data parallelism; a batch size the remaining devices do not
+    divide uses the largest count that does). The numbers are those of one device up to
+    float rounding.
+
     Each history record is ``{"epoch", "step", "train_loss": [S], "test_accuracy": [S],
     ...}`` plus whatever ``on_epoch(epoch, states)`` returns (e.g. weight statistics).
     Every record is passed to ``log`` as it is made. With ``checkpoint_dir`` the state
@@ -436,6 +487,7 @@ def fit(
         )
     optimizer = make_optimizer(spec)
     check_tracker(regularizer, step_tracker)  # before any work
+    resolve_loop(spec.loop)
     states = init_states(net, optimizer, seeds, train.images.shape[1:], reg_weights, hparams,
                          step_tracker)
     history: list[dict] = []
@@ -448,9 +500,10 @@ def fit(
     for record in history:
         log(record)
 
+    mesh = model_mesh(len(seeds), spec.batch_size)
     epoch_fn = make_epoch_fn(net, optimizer, spec.batch_size, regularizer, spec.loop,
-                             adversarial, step_tracker)
-    states, (images, labels) = shard_models(states, (train.images, train.labels))
+                             adversarial, step_tracker, mesh)
+    states, (images, labels) = shard_models(states, (train.images, train.labels), mesh)
     try:
         for epoch in range(start, spec.epochs):
             states, metrics = epoch_fn(states, images, labels, epoch)
@@ -476,18 +529,41 @@ def fit(
     return states, history
 
 
-def model_mesh(num_models: int, devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh (axis ``models``) over as many devices as evenly divide the S models."""
+def data_devices(available: int, batch_size: int | None) -> int:
+    """Devices on the ``data`` axis: the largest divisor of ``batch_size`` that is at most
+    ``available`` (all of them when ``batch_size`` is ``None``). E.g. 4 devices and batch
+    64: 4; batch 30: 3; batch 7: 1."""
+    if batch_size is None:
+        return available
+    return max(d for d in range(1, available + 1) if batch_size % d == 0)
+
+
+def model_mesh(num_models: int, batch_size: int | None = None,
+               devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """The 2-D mesh ``("models", "data")`` of a run of S stacked models.
+
+    ``models`` gets ``m = gcd(S, D)`` of the D devices (each trains S/m models), ``data``
+    the largest ``d <= D // m`` that divides ``batch_size`` (:func:`data_devices`), which
+    splits every batch of B into d parts of B/d. 1 model on 4 devices: (1, 4); 2 models:
+    (2, 2); 4 models: (4, 1). A batch size that ``D // m`` does not divide falls back to
+    fewer data devices, silently: the numbers are the same, only fewer devices work
+    (batch 30 on 4 devices: (1, 3), one device idle). The mesh takes the first ``m * d``
+    devices.
+    """
     devices = list(jax.devices() if devices is None else devices)
-    n = math.gcd(num_models, len(devices))
-    return Mesh(np.asarray(devices[:n]), ("models",))
+    m = math.gcd(num_models, len(devices))
+    d = data_devices(len(devices) // m, batch_size)
+    return Mesh(np.asarray(devices[: m * d]).reshape(m, d), ("models", "data"))
 
 
 def shard_models(states: State, data: Any, mesh: Mesh | None = None) -> tuple[State, Any]:
-    """Place the S stacked models split over the devices, the data replicated on each.
+    """Place the S stacked models split over the mesh's ``models`` axis (replicated along
+    ``data``), the data replicated on every device of the mesh.
 
-    The jitted, vmapped epoch then runs SPMD-partitioned along the model axis: with D
-    devices each trains S/D models, with no change to the numbers (tests/nets/
+    The jitted, vmapped epoch then runs SPMD-partitioned along the model axis, and, with
+    the same mesh passed to :class:`EpochFn`, every model's batch along ``data``: with
+    a (m, d) mesh each group of d devices trains S/m models, each device a B/d part of
+    their batches, with no change to the numbers beyond float rounding (tests/nets/
     test_sharding.py). On one device this is a plain transfer. With several processes
     (nets.distributed) the mesh spans every process's devices; each process holds the
     same states and data, and keeps its devices' part.

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nets import data, models, train
+from nets import data, models, train, xla
 from nets.data import Dataset
 
 SPEC = train.TrainSpec(epochs=2, batch_size=32, learning_rate=3e-3)
@@ -127,6 +127,39 @@ def test_scan_epoch_equals_the_step_loop(small, net):
     scan_spec = train.TrainSpec(epochs=2, batch_size=32, learning_rate=3e-3, loop="scan")
     scan, _ = train.fit(net, *small, scan_spec, seeds=(0, 1))
     chex.assert_trees_all_close(scan["params"], loop["params"], rtol=1e-4, atol=1e-5)
+
+
+def test_auto_loop_is_python_on_cpu_and_scan_on_accelerators(small, net, monkeypatch):
+    assert train.TrainSpec().loop == "auto"
+    assert jax.default_backend() == "cpu"
+    assert train.resolve_loop("auto") == "python"
+    assert [train.resolve_loop(name) for name in ("python", "scan")] == ["python", "scan"]
+    made = []
+
+    def spy(*args, **kwargs):
+        made.append(make(*args, **kwargs))
+        return made[-1]
+
+    make = train.make_epoch_fn
+    monkeypatch.setattr(train, "make_epoch_fn", spy)
+    train.fit(net, small[0], None, train.TrainSpec(epochs=1, batch_size=128))
+    assert [fn.loop for fn in made] == ["python"]  # what fit ran by default on CPU
+    xla.compiler_options()  # cached with the real backend before the backend is faked
+    optimizer = train.make_optimizer(SPEC)
+    for backend in ("gpu", "tpu"):
+        monkeypatch.setattr(jax, "default_backend", lambda b=backend: b)
+        assert train.resolve_loop("auto") == "scan"
+        assert make(net, optimizer, 32).loop == "scan"  # nothing is traced here
+        assert make(net, optimizer, 32, loop="python").loop == "python"  # a name wins
+
+
+def test_an_unknown_loop_is_one_clear_error(small, net):
+    for call in (lambda: train.resolve_loop("while"),
+                 lambda: train.make_epoch_fn(net, train.make_optimizer(SPEC), 32, loop="while"),
+                 lambda: train.fit(net, small[0], None, train.TrainSpec(loop="while"))):
+        with pytest.raises(ValueError, match=r"unknown train loop 'while'; choose one of "
+                                             r"\('auto', 'python', 'scan'\)"):
+            call()
 
 
 def test_training_learns_and_the_regularizer_enters_the_loss(small, net):
