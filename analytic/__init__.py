@@ -1,7 +1,10 @@
 """Closed-form Gaussian moments of Affine-ReLU-Affine nets (Bibi, Alfadly, Ghanem, CVPR
 2018; DESIGN.md, analytic/), the two-stage linearization of deeper nets, and their uses.
 
-Modules: ``bvn`` (bivariate normal cdf, Genz 2004), ``relu`` (ReLU moments of Gaussians,
+Modules: ``bvn`` (bivariate normal cdf, Genz 2004), ``clark`` (Clark's 1961 moments of
+the maximum of Gaussians: exact for two, his recursion beyond), ``propagate`` (mean and
+covariance through the whole network, layer by layer, no linearization: exact affine and
+ReLU steps, Clark's max-pooling; ``full`` and ``diagonal`` modes), ``relu`` (ReLU moments of Gaussians,
 zero-mean and exact general-mean), ``moments`` (output mean and covariance of
 B relu(A x + c1) + c2), ``linearize`` (with ``count_ties``: the kinks of the net at the
 expansion point, and the ``at_ties`` remedies), ``montecarlo`` (the sampled reference),
@@ -19,13 +22,15 @@ fit the linearization; ``check=False`` skips them). The ``analytic`` task of scr
     from analytic import mc_moments, net_fn, sym_rel_error
     lin = linearize(net, params, x)                  # A, c1, B, c2 at the image x
     out = moments(lin, x, 0.1 ** 2, method="exact")  # x + N(0, 0.01 I): out.mean, out.cov
+    prop = propagate(net, params, x, 0.1 ** 2)      # from analytic.propagate import propagate
     mc = mc_moments(net_fn(net, params), x, 0.1 ** 2, key)  # the real network, sampled
     sym_rel_error(out.mean, mc.mean)                 # 2|a - b| / (|a| + |b|)
 
-The functions named like their modules (``linearize``, ``moments``, ``tightness``) are
+The functions named like their modules (``linearize``, ``moments``, ``propagate``, ``tightness``) are
 imported from the modules, so ``from analytic import linearize`` stays the module.
 """
 
+from analytic.clark import MaxMoments, clark_max, max_moments
 from analytic.gaussian_attack import (
     MODES,
     OBJECTIVES,
@@ -45,6 +50,7 @@ from analytic.linearize import (
 )
 from analytic.moments import METHODS, Moments, batched_moments, output_mean
 from analytic.montecarlo import MCMoments, mc_moments, mc_moments_batch, net_fn
+from analytic.propagate import propagate_batch
 from analytic.tightness import Tightness, mc_relative_error, sym_rel_error
 from analytic.uses import (
     SensitivityMap,
@@ -63,11 +69,13 @@ __all__ = [
     "GaussianAttack",
     "Linearization",
     "MCMoments",
+    "MaxMoments",
     "Moments",
     "SensitivityMap",
     "Tightness",
     "affine_relu_affine",
     "batched_moments",
+    "clark_max",
     "confusion_matrix",
     "count_ties",
     "expected_logits_vs_noise",
@@ -76,12 +84,14 @@ __all__ = [
     "gaussian_attack_models",
     "last_hidden_relu",
     "linearize_batch",
+    "max_moments",
     "mc_moments",
     "mc_moments_batch",
     "mc_relative_error",
     "net_fn",
     "output_mean",
     "pairwise_exceed",
+    "propagate_batch",
     "sensitivity_map",
     "sym_rel_error",
     "tie_direction",
