@@ -6,7 +6,8 @@ the maximum of Gaussians: exact for two, his recursion beyond), ``propagate`` (m
 covariance through the whole network, layer by layer, no linearization: exact affine and
 ReLU steps, Clark's max-pooling; ``full`` and ``diagonal`` modes), ``relu`` (ReLU moments of Gaussians,
 zero-mean and exact general-mean), ``moments`` (output mean and covariance of
-B relu(A x + c1) + c2), ``linearize`` (with ``count_ties``: the kinks of the net at the
+B relu(A x + c1) + c2), ``series`` (the authors' 2020 truncated-series cross moment,
+``method="series"``; xmodar/network_moments, branch no-assumptions), ``linearize`` (with ``count_ties``: the kinks of the net at the
 expansion point, and the ``at_ties`` remedies), ``montecarlo`` (the sampled reference),
 ``tightness`` (analytic vs Monte Carlo: symmetric relative errors, variance ratios),
 ``uses`` (class means vs noise, confusion, sensitivity maps) and ``gaussian_attack``
@@ -48,7 +49,13 @@ from analytic.linearize import (
     linearize_batch,
     tie_direction,
 )
-from analytic.moments import METHODS, Moments, batched_moments, output_mean
+from analytic.moments import (
+    METHODS,
+    Moments,
+    batched_moments,
+    exact_output_cov,
+    output_mean,
+)
 from analytic.montecarlo import MCMoments, mc_moments, mc_moments_batch, net_fn
 from analytic.propagate import propagate_batch
 from analytic.tightness import Tightness, mc_relative_error, sym_rel_error
@@ -78,6 +85,7 @@ __all__ = [
     "clark_max",
     "confusion_matrix",
     "count_ties",
+    "exact_output_cov",
     "expected_logits_vs_noise",
     "gaussian",
     "gaussian_attack",

@@ -10,7 +10,12 @@ import pytest
 from analytic import linearize, montecarlo
 from analytic.moments import (
     METHODS,
+    _input_cov,
+    _row_var,
+    _sandwich,
+    _unit_terms,
     batched_moments,
+    exact_output_cov,
     hidden_moments,
     moments,
     output_mean,
@@ -148,3 +153,41 @@ def test_batch_moments_baseline_is_exact_on_the_diagonal_zero_mean_off_it():
     np.testing.assert_allclose(np.asarray(batch)[off], np.asarray(zero)[off], rtol=1e-6)
     assert np.linalg.eigvalsh(np.asarray(batch, np.float64)).min() < -0.1
     assert np.linalg.eigvalsh(np.asarray(exact, np.float64)).min() > -1e-7
+
+
+@pytest.mark.parametrize("kind", ["scalar", "full"])
+def test_tiled_exact_covariance_equals_the_full_pairwise_form(kind):
+    """exact_output_cov (no n x n matrices; W only on the tiles of units near their kink,
+    sorted to the front) equals B C B^T from the full pairwise C to rounding, in float64,
+    with several tiles, units on both sides of the tolerance, a constant unit and a
+    perfectly correlated pair (the dropped units obey |W_ij| <= |S_ij| min(q_i, q_j), which
+    makes it exact to rounding); its gradient is the dense form's."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(0)
+        n, d, k = 100, 20, 4
+        A = rng.normal(size=(n, d)) / np.sqrt(d)
+        A[7], A[9] = 0.0, 2 * A[8]
+        A, c1 = jnp.asarray(A), jnp.asarray(rng.normal(0, 4, n))
+        B = jnp.asarray(rng.normal(size=(k, n)))
+        mu = jnp.asarray(rng.normal(size=d))
+        w = rng.normal(size=(d, d))
+        cov = jnp.asarray(0.3) if kind == "scalar" else jnp.asarray(0.3 * w @ w.T / d)
+        m = A @ mu + c1
+        sig = _input_cov(cov, mu, d, A.dtype)
+        S = _sandwich(A, A, sig)
+        active = np.asarray(_unit_terms(m, _row_var(A, sig), None)[3])
+        assert 16 < active.sum() < n - 20, active.sum()  # several tiles, and units dropped
+
+        def tiled(m):
+            return exact_output_cov(A, sig, m, B, tile=16)
+
+        def dense(m):
+            return B @ hidden_moments(m, S, "exact", grouped=False)[1] @ B.T
+
+        if kind == "scalar":
+            out, ref, g, g0 = jax.jit(lambda m: (tiled(m), dense(m)) + tuple(
+                jax.grad(lambda m, f=f: jnp.sum(f(m) ** 2))(m) for f in (tiled, dense)))(m)
+            np.testing.assert_allclose(g, g0, rtol=1e-10, atol=1e-12 * float(jnp.abs(g0).max()))
+        else:
+            out, ref = jax.jit(lambda m: (tiled(m), dense(m)))(m)
+        np.testing.assert_allclose(out, ref, atol=1e-13 * float(jnp.abs(ref).max()))
