@@ -78,6 +78,19 @@ def split(net: Net, layer: str | None) -> tuple[str, str]:
     return layer, names[i + 1]
 
 
+# Products at full float32 precision on every backend (issue 18): by default a TPU
+# multiplies float32 matrices in one bfloat16 pass and an Ampere-or-later GPU in TF32
+# (10-bit mantissa), ~3 significant digits, which S = A Sigma A^T (and rho = S_ij /
+# (s_i s_j) near +-1), the offsets c1 = z0 - A x0 and Cov = B C B^T cannot spare.
+# On CPU float32 products are exact either way.
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def mm(x: Array, y: Array) -> Array:
+    """``x @ y`` at ``HIGHEST`` precision."""
+    return jnp.matmul(x, y, precision=HIGHEST)
+
+
 def _jacobian(f, x: Array) -> Array:
     """Jacobian of f: R^d -> R^n, reverse mode when n <= d, else forward mode."""
     n = jax.eval_shape(f, x).shape[0]
@@ -124,6 +137,12 @@ def linearize(net: Net, params, x: Array, layer: str | None = None, at_ties: str
     Jacobians of LeNet-5 took 39 s against 3 s compiled (issue 15)."""
     if at_ties not in TIE_RULES:
         raise ValueError(f"unknown at_ties {at_ties!r}; choose one of {TIE_RULES}")
+    with jax.default_matmul_precision("highest"):  # the net's own dots and convolutions
+        return _linearize(net, params, x, layer, at_ties, delta)
+
+
+def _linearize(net: Net, params, x: Array, layer: str | None, at_ties: str,
+               delta: float) -> Linearization:
     layer, after = split(net, layer)
     pre, post = _pieces(net, params, x.shape, x.dtype, layer, after)
     x0 = x.reshape(-1)
@@ -139,7 +158,7 @@ def linearize(net: Net, params, x: Array, layer: str | None = None, at_ties: str
     else:
         A = _jacobian(pre, x0)
         B = _jacobian(post, u0)
-    return Linearization(A, z0 - A @ x0, B, post(u0) - B @ u0)
+    return Linearization(A, z0 - mm(A, x0), B, post(u0) - mm(B, u0))
 
 
 @functools.partial(jax.jit, static_argnames=("net", "layer"))
@@ -185,7 +204,7 @@ def linearize_batch(net: Net, params, xs: Array, layer: str | None = None,
 
 def apply(lin: Linearization, x: Array) -> Array:
     """g(x) = B relu(A x + c1) + c2 for one input of any shape (flattened)."""
-    return lin.B @ jax.nn.relu(lin.A @ x.reshape(-1) + lin.c1) + lin.c2
+    return mm(lin.B, jax.nn.relu(mm(lin.A, x.reshape(-1)) + lin.c1)) + lin.c2
 
 
 def affine_relu_affine(net: Net, params) -> Linearization:

@@ -69,7 +69,7 @@ from jax.custom_batching import custom_vmap
 from jax.scipy.special import ndtr
 
 from analytic import checks, relu, series
-from analytic.linearize import Linearization
+from analytic.linearize import HIGHEST, Linearization, mm
 
 Array = jax.Array
 METHODS = ("exact", "zero_mean", "diagonal", "batch_moments", "series")
@@ -104,10 +104,10 @@ def _input_cov(cov: Array, mu: Array, d: int, dtype) -> Array:
 def _sandwich(X: Array, Y: Array, cov: Array) -> Array:
     """X Sigma Y^T for Sigma of :func:`_input_cov`'s forms."""
     if cov.ndim == 0:
-        return cov * (X @ Y.T)
+        return cov * mm(X, Y.T)
     if cov.ndim == 1:
-        return (X * cov) @ Y.T
-    return X @ cov @ Y.T
+        return mm(X * cov, Y.T)
+    return mm(mm(X, cov), Y.T)
 
 
 def _row_var(A: Array, cov: Array) -> Array:
@@ -115,8 +115,8 @@ def _row_var(A: Array, cov: Array) -> Array:
     if cov.ndim == 0:
         return cov * jnp.sum(A * A, axis=1)
     if cov.ndim == 1:
-        return (A * A) @ cov
-    return jnp.einsum("nd,de,ne->n", A, cov, A)
+        return mm(A * A, cov)
+    return jnp.einsum("nd,de,ne->n", A, cov, A, precision=HIGHEST)
 
 
 def preactivation(lin: Linearization, mu: Array, cov: Array, full: bool = True
@@ -125,7 +125,7 @@ def preactivation(lin: Linearization, mu: Array, cov: Array, full: bool = True
     A = lin.A
     mu = jnp.asarray(mu)
     cov = _input_cov(cov, mu, A.shape[1], A.dtype)
-    m = A @ mu.reshape(-1) + lin.c1
+    m = mm(A, mu.reshape(-1)) + lin.c1
     return m, (_sandwich(A, A, cov) if full else _row_var(A, cov))
 
 
@@ -177,8 +177,8 @@ def output_moments(m: Array, S: Array, B: Array, c2: Array, method: str = "exact
     """E[g] = B E[relu(z)] + c2 and Cov[g] = B C B^T, given z ~ N(m, S)
     (``rank_one``, ``grouped``, ``terms``: see :func:`hidden_moments`)."""
     mean_h, C = hidden_moments(m, S, method, rank_one=rank_one, grouped=grouped, terms=terms)
-    cov = B @ C @ B.T
-    return Moments(B @ mean_h + c2, (cov + cov.T) / 2)
+    cov = mm(mm(B, C), B.T)
+    return Moments(mm(B, mean_h) + c2, (cov + cov.T) / 2)
 
 
 # --- the exact output covariance, tiled (module docstring) --------------------------------
@@ -249,7 +249,7 @@ def _w_item(A: Array, cov: Array, m: Array, s: Array, active: Array, B: Array, t
         # Phi(h)) are computed once per unit, not once per pair
         w = jax.lax.switch(jnp.minimum(cls.max(), 3), rules, (ai, aj, si, sj, rho))
         w = jnp.where(same, var_w[ii][:, None], w - mean_w[ii][:, None] * mean_w[jj][None, :])
-        c = B[:, ii] @ w @ B[:, jj].T
+        c = mm(mm(B[:, ii], w), B[:, jj].T)
         return acc + c + jnp.where(ti[t] != tj[t], c.T, 0.0)
 
     k = B.shape[0]
@@ -286,7 +286,7 @@ def _w_part(A, cov, m, s, active, B, tile: int) -> Array:
 def _exact_cov_dense(A: Array, cov: Array, m: Array, B: Array) -> Array:
     """B C B^T from the full C (every pair, elementwise form): the derivative path."""
     _, C = hidden_moments(m, _sandwich(A, A, cov), "exact", grouped=False)
-    return B @ C @ B.T
+    return mm(mm(B, C), B.T)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5))
@@ -294,7 +294,7 @@ def _exact_cov(A: Array, cov: Array, m: Array, B: Array, tol: float | None, tile
     var = _row_var(A, cov)
     s, f, g, active = _unit_terms(m, var, tol)
     k = B.shape[0]
-    PR = jnp.concatenate([B * f, B * g]) @ A  # one pass over A
+    PR = mm(jnp.concatenate([B * f, B * g]), A)  # one pass over A
     P, R = PR[:k], PR[k:]
     PR = _sandwich(P, R, cov)
     return _sandwich(P, P, cov) + PR + PR.T + _w_part(A, cov, m, s, active, B, tile)
@@ -345,9 +345,9 @@ def _moments(lin: Linearization, mu: Array, cov: Array, method: str,
     if method == "exact" and tiled:
         A = lin.A
         cov = _input_cov(cov, mu, A.shape[1], A.dtype)
-        m = A @ jnp.asarray(mu).reshape(-1) + lin.c1
+        m = mm(A, jnp.asarray(mu).reshape(-1)) + lin.c1
         s = _sqrt(_row_var(A, cov))
-        return Moments(lin.B @ relu.relu_mean(m, s) + lin.c2, exact_output_cov(A, cov, m, lin.B))
+        return Moments(mm(lin.B, relu.relu_mean(m, s)) + lin.c2, exact_output_cov(A, cov, m, lin.B))
     m, S = preactivation(lin, mu, cov, full=method != "diagonal")
     return output_moments(m, S, lin.B, lin.c2, method, grouped=grouped, terms=terms)
 
@@ -359,7 +359,7 @@ def output_mean(lin: Linearization, mu: Array, cov: Array, *, check: bool = True
     if check:
         checks.check_gaussian(lin, mu, cov)
     m, var = preactivation(lin, mu, cov, full=False)
-    return lin.B @ relu.relu_mean(m, _sqrt(var)) + lin.c2
+    return mm(lin.B, relu.relu_mean(m, _sqrt(var))) + lin.c2
 
 
 def batched_moments(lin: Linearization, mu: Array, cov: Array, method: str = "exact", *,

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from analytic import checks
+from analytic.linearize import mm
 
 Array = jax.Array
 
@@ -56,7 +57,7 @@ def sample_inputs(key: Array, mu: Array, cov: Array, n: int) -> Array:
     """``n`` draws of x ~ N(mu, cov), shaped (n, *mu.shape)."""
     kind, root = noise_sqrt(cov, mu)
     eps = jax.random.normal(key, (n, mu.size), mu.dtype)
-    noise = eps * root if kind == "diag" else eps @ root.T
+    noise = eps * root if kind == "diag" else mm(eps, root.T)
     return mu + noise.reshape(n, *mu.shape)
 
 
@@ -93,7 +94,7 @@ def mc_moments(fn: Callable[[Array], Array], mu: Array, cov: Array, key: Array, 
 
     def draw(i):
         eps = jax.random.normal(jax.random.fold_in(key, i), (chunk, mu.size), mu.dtype)
-        noise = eps * root if kind == "diag" else eps @ root.T
+        noise = eps * root if kind == "diag" else mm(eps, root.T)
         return fn(mu + noise.reshape(chunk, *mu.shape))
 
     def body(carry, i):
@@ -101,7 +102,7 @@ def mc_moments(fn: Callable[[Array], Array], mu: Array, cov: Array, key: Array, 
         y = draw(i)
         mean_c = y.mean(0)
         yc = y - mean_c
-        m2_c = yc.T @ yc
+        m2_c = mm(yc.T, yc)
         n = n_a + chunk
         delta = mean_c - mean_a
         mean = mean_a + delta * (chunk / n)

@@ -222,21 +222,24 @@ def propagate(net: Net, params, mu: Array, cov: Array, *, mode: str = "full",
 
 @functools.partial(jax.jit, static_argnames=("net", "mode"))
 def _propagate(net: Net, params, mu: Array, cov: Array, mode: str) -> Moments:
-    mean = mu.astype(jnp.result_type(float, mu))
-    kind, second = _input_state(mean, cov, mode)
-    for i, layer in enumerate(pool_first(net.layers)):
-        if layer.kind in ("conv", "dense"):
-            mean, kind, second = _affine(_layer_fn(net, i), params, layer, mean, kind, second)
-        elif layer.kind == "relu":
-            mean, kind, second = _relu(mean, kind, second, mode)
-        elif layer.kind == "maxpool":
-            mean, kind, second = _maxpool(layer, mean, kind, second, mode)
-        else:  # flatten: the flat order is unchanged
-            mean = mean.reshape(-1)
-    if kind == "root":
-        second = second.T @ second if mode == "full" else jnp.sum(second * second, axis=0)
-    cov_out = second if kind == "cov" or mode == "full" else jnp.diag(second)
-    return Moments(mean.reshape(-1), cov_out)
+    # J S J^T and the pooled covariances at full float32 precision on every backend
+    # (a TPU's default is one bfloat16 pass, an Ampere+ GPU's TF32; issue 18)
+    with jax.default_matmul_precision("highest"):
+        mean = mu.astype(jnp.result_type(float, mu))
+        kind, second = _input_state(mean, cov, mode)
+        for i, layer in enumerate(pool_first(net.layers)):
+            if layer.kind in ("conv", "dense"):
+                mean, kind, second = _affine(_layer_fn(net, i), params, layer, mean, kind, second)
+            elif layer.kind == "relu":
+                mean, kind, second = _relu(mean, kind, second, mode)
+            elif layer.kind == "maxpool":
+                mean, kind, second = _maxpool(layer, mean, kind, second, mode)
+            else:  # flatten: the flat order is unchanged
+                mean = mean.reshape(-1)
+        if kind == "root":
+            second = second.T @ second if mode == "full" else jnp.sum(second * second, axis=0)
+        cov_out = second if kind == "cov" or mode == "full" else jnp.diag(second)
+        return Moments(mean.reshape(-1), cov_out)
 
 
 def propagate_batch(net: Net, params, mus: Array, cov: Array, *, mode: str = "full",

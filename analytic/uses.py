@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jax.scipy.special import ndtr
 
 from analytic import checks
-from analytic.linearize import Linearization
+from analytic.linearize import Linearization, mm
 from analytic.moments import METHODS, Moments, moments, output_moments
 
 Array = jax.Array
@@ -83,7 +83,7 @@ def confusion_matrix(means: Array, covs: Array, labels: Array, num_classes: int)
     probs = jax.vmap(pairwise_exceed)(means, covs)  # (N, k, k): [i, j] = P(g_j > g_i)
     rows = jnp.take_along_axis(probs, labels[:, None, None], axis=1)[:, 0, :]  # (N, k)
     onehot = jax.nn.one_hot(labels, num_classes, dtype=rows.dtype)
-    total = onehot.T @ rows
+    total = mm(onehot.T, rows)
     count = onehot.sum(0)[:, None]
     return jnp.where(count > 0, total / jnp.maximum(count, 1), 0.0)
 
@@ -116,8 +116,8 @@ def sensitivity_map(lin: Linearization, x: Array, y: Array, sigma: float,
         if not checks.traced(y) and not 0 <= int(y) < k:
             raise ValueError(f"y = {int(y)} is outside [0, {k}); the linearization has "
                              f"{k} classes")
-    m = lin.A @ x.reshape(-1) + lin.c1
-    clean = lin.B @ jax.nn.relu(m) + lin.c2
+    m = mm(lin.A, x.reshape(-1)) + lin.c1
+    clean = mm(lin.B, jax.nn.relu(m)) + lin.c2
 
     def one(a_p: Array) -> tuple[Array, Array, Array]:
         S = (sigma * sigma) * jnp.outer(a_p, a_p)
