@@ -57,6 +57,7 @@ from analytic import linearize as lin_lib
 from analytic import montecarlo
 from analytic.moments import METHODS, batched_moments
 from analytic.tightness import sym_rel_error
+from benchmarks.machine import cpu_model
 from experiments.rundir import RunDir
 from experiments.train import protocol as experiment
 from nets.train import select
@@ -76,17 +77,6 @@ def timed(fn, *args, repeats: int = 1) -> tuple[object, float]:
     if len(times) > 1 and times[0] <= 2.0:
         times = times[1:]
     return out, statistics.median(times)
-
-
-def cpu_model() -> str:
-    """The CPU's model name (as ``lscpu`` prints it), or "unknown"."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def torch_forms(lins, x: np.ndarray, var: float, terms: int) -> tuple[dict, str]:

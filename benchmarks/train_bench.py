@@ -39,7 +39,6 @@ import argparse
 import functools
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -57,6 +56,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from benchmarks.machine import cpu_model
 from benchmarks.peers import torch_lenet5
 from nets.conv import conv2d
 from nets.models import lenet5, max_pool
@@ -443,19 +443,9 @@ def contention_note(res: dict[str, dict]) -> str:
     return note
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def header(args, steps: int) -> None:
     print("LeNet-5 training throughput, one process, same CPU")
-    print(f"  {cpu_name()}, os.cpu_count()={os.cpu_count()}, "
+    print(f"  {cpu_model()}, os.cpu_count()={os.cpu_count()}, "
           f"load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"  jax {jax.__version__} (backend {jax.default_backend()}), flax {flax.__version__}, "
           f"optax {optax.__version__}, {torch_version() or 'torch not importable'}")
