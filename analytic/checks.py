@@ -141,6 +141,15 @@ def cov_kind(cov_item: tuple[int, ...], mu_item: tuple[int, ...], d: int) -> str
     return None
 
 
+def cov_form(cov_shape: tuple[int, ...], mu_shape: tuple[int, ...], d: int) -> str:
+    """:func:`cov_kind`, or one ValueError naming the shapes a covariance may have."""
+    kind = cov_kind(tuple(cov_shape), tuple(mu_shape), d)
+    if kind is None:
+        raise ValueError(f"cov of shape {tuple(cov_shape)} is neither a scalar, "
+                         f"{tuple(mu_shape)}, ({d},) nor ({d}, {d})")
+    return kind
+
+
 def tolerance(dtype, d: int) -> float:
     """Relative tolerance of the symmetry and PSD checks: max(1e-6, d * eps(dtype))."""
     dt = np.dtype(dtype) if np.issubdtype(np.dtype(dtype), np.floating) else np.float64

@@ -91,14 +91,8 @@ def _check_method(method: str) -> None:
 def _input_cov(cov: Array, mu: Array, d: int, dtype) -> Array:
     """Sigma as () (isotropic), (d,) (diagonal) or (d, d) (full)."""
     cov = jnp.asarray(cov, dtype)
-    if cov.ndim == 0:
-        return cov
-    if cov.shape == jnp.shape(mu) or cov.shape == (d,):
-        return cov.reshape(-1)
-    if cov.shape == (d, d):
-        return cov
-    raise ValueError(f"cov of shape {cov.shape} is neither a scalar, {jnp.shape(mu)}, ({d},) "
-                     f"nor ({d}, {d})")
+    kind = checks.cov_form(cov.shape, jnp.shape(mu), d)
+    return cov.reshape(-1) if kind == "diag" else cov
 
 
 def _sandwich(X: Array, Y: Array, cov: Array) -> Array:
@@ -256,7 +250,9 @@ def _w_item(A: Array, cov: Array, m: Array, s: Array, active: Array, B: Array, t
     return jax.lax.fori_loop(0, nt * (nt + 1) // 2, body, jnp.zeros((k, k), A.dtype))
 
 
-def _make_w_part(tile: int):
+@functools.cache
+def _w_part(tile: int):
+    """B W B^T of :func:`_w_item` with ``tile`` fixed; one function per tile size (cached)."""
     @custom_vmap
     def w_part(A, cov, m, s, active, B):
         return _w_item(A, cov, m, s, active, B, tile)
@@ -274,15 +270,6 @@ def _make_w_part(tile: int):
     return w_part
 
 
-_W_PARTS: dict[int, object] = {}
-
-
-def _w_part(A, cov, m, s, active, B, tile: int) -> Array:
-    if tile not in _W_PARTS:
-        _W_PARTS[tile] = _make_w_part(tile)
-    return _W_PARTS[tile](A, cov, m, s, active, B)
-
-
 def _exact_cov_dense(A: Array, cov: Array, m: Array, B: Array) -> Array:
     """B C B^T from the full C (every pair, elementwise form): the derivative path."""
     _, C = hidden_moments(m, _sandwich(A, A, cov), "exact", grouped=False)
@@ -297,7 +284,7 @@ def _exact_cov(A: Array, cov: Array, m: Array, B: Array, tol: float | None, tile
     PR = mm(jnp.concatenate([B * f, B * g]), A)  # one pass over A
     P, R = PR[:k], PR[k:]
     PR = _sandwich(P, R, cov)
-    return _sandwich(P, P, cov) + PR + PR.T + _w_part(A, cov, m, s, active, B, tile)
+    return _sandwich(P, P, cov) + PR + PR.T + _w_part(tile)(A, cov, m, s, active, B)
 
 
 @_exact_cov.defjvp

@@ -43,14 +43,11 @@ def noise_sqrt(cov: Array, mu: Array) -> tuple[str, Array]:
     ("full", L with L L^T = cov, from an eigendecomposition, so singular cov is fine)."""
     d = mu.size
     cov = jnp.asarray(cov, mu.dtype)
-    if cov.ndim == 0 or cov.shape == mu.shape or cov.shape == (d,):
-        v = jnp.broadcast_to(cov.reshape(-1) if cov.ndim else cov, (d,))
-        return "diag", jnp.sqrt(jnp.maximum(v, 0.0))
-    if cov.shape == (d, d):
+    if checks.cov_form(cov.shape, mu.shape, d) == "full":
         w, U = jnp.linalg.eigh((cov + cov.T) / 2)
         return "full", U * jnp.sqrt(jnp.maximum(w, 0.0))
-    raise ValueError(f"cov of shape {cov.shape} is neither a scalar, {mu.shape}, ({d},) nor "
-                     f"({d}, {d})")
+    v = jnp.broadcast_to(cov.reshape(-1) if cov.ndim else cov, (d,))
+    return "diag", jnp.sqrt(jnp.maximum(v, 0.0))
 
 
 def sample_inputs(key: Array, mu: Array, cov: Array, n: int) -> Array:

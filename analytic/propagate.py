@@ -111,11 +111,7 @@ def _input_state(mu: Array, cov: Array, mode: str):
     variances in diagonal mode."""
     d = mu.size
     cov = jnp.asarray(cov, mu.dtype)
-    kind = checks.cov_kind(cov.shape, mu.shape, d)
-    if kind is None:
-        raise ValueError(f"cov of shape {cov.shape} is neither a scalar, {mu.shape}, ({d},) "
-                         f"nor ({d}, {d})")
-    if kind == "full":
+    if checks.cov_form(cov.shape, mu.shape, d) == "full":
         _, root = noise_sqrt(cov, mu)  # U sqrt(w): Sigma = root root^T
         return "root", root.T
     v = jnp.broadcast_to(cov.reshape(-1) if cov.ndim else cov, (d,))
