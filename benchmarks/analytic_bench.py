@@ -58,9 +58,7 @@ from analytic import montecarlo
 from analytic.moments import METHODS, batched_moments
 from analytic.tightness import sym_rel_error
 from benchmarks.machine import cpu_model
-from experiments.rundir import RunDir
-from experiments.train import protocol as experiment
-from nets.train import select
+from benchmarks.trained import trained_model
 
 
 def timed(fn, *args, repeats: int = 1) -> tuple[object, float]:
@@ -183,17 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", default="", help="also write the numbers to this file")
     args = parser.parse_args(argv)
 
-    config = experiment.defaults()
-    config.model.name = args.model
-    config.train.seeds = (0,)
-    if args.hidden:
-        config.model.hidden = (args.hidden,)
-    if args.epochs:
-        config.train.epochs = args.epochs
-    name = args.model + (f"{args.hidden}" if args.hidden else "")
-    net, states, _history, (_train, test) = experiment.train_models(
-        config, RunDir(Path(args.workdir) / name).context(progress=False))
-    params = select(states, 0)["params"]
+    name, net, params, test = trained_model(
+        args.model, args.workdir, (args.hidden,) if args.hidden else (), args.epochs)
     n = min(args.images, test.images.shape[0])
     x = jnp.asarray(test.images[:n])
     var = jnp.asarray(args.sigma ** 2, x.dtype)

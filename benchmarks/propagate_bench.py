@@ -38,6 +38,8 @@ sys.path.insert(0, str(ROOT))
 import jax
 import jax.numpy as jnp
 
+from benchmarks.trained import trained_model
+
 
 def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(t) for t in text.split(",") if t)
@@ -52,25 +54,6 @@ def timed(fn, *args) -> tuple[object, float]:
     t = time.perf_counter()
     out = jax.block_until_ready(fn(*args))
     return out, time.perf_counter() - t
-
-
-def trained(model: str, hidden: tuple[int, ...], workdir: str):
-    """(name, net, params, test images) of a model trained with the train task's
-    defaults on digits, one seed (restored from ``workdir`` when there)."""
-    from experiments.rundir import RunDir
-    from experiments.train import protocol as experiment
-    from nets.train import select
-
-    config = experiment.defaults()
-    config.model.name = model
-    config.train.seeds = (0,)
-    name = model
-    if model == "mlp":
-        config.model.hidden = hidden
-        name = "mlp" + "-".join(map(str, hidden))
-    net, states, _history, (_train, test) = experiment.train_models(
-        config, RunDir(Path(workdir) / name).context(progress=False))
-    return name, net, select(states, 0)["params"], test.images
 
 
 def bench_model(name: str, net, params, images, args) -> list[dict]:
@@ -155,8 +138,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     rows: list[dict] = []
     for model in args.models.split(","):
-        name, net, params, images = trained(model, _ints(args.mlp_hidden), args.workdir)
-        rows += bench_model(name, net, params, images, args)
+        hidden = _ints(args.mlp_hidden) if model == "mlp" else ()
+        name, net, params, test = trained_model(model, args.workdir, hidden)
+        rows += bench_model(name, net, params, test.images, args)
 
     dtype = "float64" if args.x64 else "float32"
     print(f"{args.images} digits test images per model, {dtype}; reference: Monte Carlo with "
