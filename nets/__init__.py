@@ -9,7 +9,7 @@ Modules: ``data`` (digits, mnist5k, TFDS, synthetic), ``models`` (LeNet-5, AlexN
 MLP: flax modules whose layers can be captured or run as slices), ``conv`` (exact
 convolutions with CPU-fast paths), ``train`` (S models side by side in one vmapped step),
 ``adversarial`` (the PGD-AT and TRADES objectives ``train`` can use),
-``evaluate`` (chunked logits and accuracy), ``batching`` (pad-to-chunk), ``checkpoint``
+``evaluate`` (chunked logits and accuracy), ``batching`` (pad-to-chunk), ``sharding`` (meshes: models x data, data), ``checkpoint``
 (orbax), ``distributed`` (several hosts), ``xla`` (compiler options).
 """
 
@@ -21,6 +21,7 @@ from nets import (
     distributed,
     evaluate,
     models,
+    sharding,
     train,
 )
 from nets.data import Dataset, DatasetNotPreparedError
@@ -29,4 +30,4 @@ from nets.train import NonFiniteLossError, StepTracker, TrainSpec, fit, select
 
 __all__ = ["Dataset", "DatasetNotPreparedError", "Net", "NonFiniteLossError", "StepTracker", "TrainSpec",
            "adversarial", "batching", "checkpoint", "count_params", "data", "distributed", "evaluate", "fit",
-           "get_model", "init_params", "models", "select", "train"]
+           "get_model", "init_params", "models", "select", "sharding", "train"]

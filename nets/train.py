@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -64,6 +63,7 @@ from nets.data import Dataset
 from nets.distributed import fetch
 from nets.evaluate import accuracy
 from nets.models import Net, init_params
+from nets.sharding import data_devices, model_mesh  # noqa: F401  (re-exported: train.model_mesh)
 from nets.xla import compiler_options
 
 Array = jax.Array
@@ -527,33 +527,6 @@ def fit(
         if ckpt is not None:
             ckpt.close()
     return states, history
-
-
-def data_devices(available: int, batch_size: int | None) -> int:
-    """Devices on the ``data`` axis: the largest divisor of ``batch_size`` that is at most
-    ``available`` (all of them when ``batch_size`` is ``None``). E.g. 4 devices and batch
-    64: 4; batch 30: 3; batch 7: 1."""
-    if batch_size is None:
-        return available
-    return max(d for d in range(1, available + 1) if batch_size % d == 0)
-
-
-def model_mesh(num_models: int, batch_size: int | None = None,
-               devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """The 2-D mesh ``("models", "data")`` of a run of S stacked models.
-
-    ``models`` gets ``m = gcd(S, D)`` of the D devices (each trains S/m models), ``data``
-    the largest ``d <= D // m`` that divides ``batch_size`` (:func:`data_devices`), which
-    splits every batch of B into d parts of B/d. 1 model on 4 devices: (1, 4); 2 models:
-    (2, 2); 4 models: (4, 1). A batch size that ``D // m`` does not divide falls back to
-    fewer data devices, silently: the numbers are the same, only fewer devices work
-    (batch 30 on 4 devices: (1, 3), one device idle). The mesh takes the first ``m * d``
-    devices.
-    """
-    devices = list(jax.devices() if devices is None else devices)
-    m = math.gcd(num_models, len(devices))
-    d = data_devices(len(devices) // m, batch_size)
-    return Mesh(np.asarray(devices[: m * d]).reshape(m, d), ("models", "data"))
 
 
 def shard_models(states: State, data: Any, mesh: Mesh | None = None) -> tuple[State, Any]:
