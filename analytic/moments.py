@@ -60,6 +60,7 @@ and ``check=False`` skips the checks in a hot loop.
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -68,12 +69,14 @@ import numpy as np
 from jax.custom_batching import custom_vmap
 from jax.scipy.special import ndtr
 
-from analytic import checks, relu, series
+from analytic import checks, mehler, relu, series
 from analytic.linearize import HIGHEST, Linearization, mm
 
 Array = jax.Array
 METHODS = ("exact", "zero_mean", "diagonal", "batch_moments", "series")
 EXACT_TILE = 64  # units per tile of the W part of the exact covariance
+MEHLER_RHO = 0.6  # tiles whose largest |rho| is at most this take Mehler's expansion
+SHARED_S_BYTES = 256 * 2**20  # the largest A Sigma A^T a batch sharing A and Sigma keeps
 
 
 class Moments(NamedTuple):
@@ -195,10 +198,12 @@ def _tile_pairs(nb: int) -> tuple[np.ndarray, np.ndarray]:
     return (np.array([p[0] for p in pairs], np.int32), np.array([p[1] for p in pairs], np.int32))
 
 
-def _w_item(A: Array, cov: Array, m: Array, s: Array, active: Array, B: Array, tile: int
-            ) -> Array:
+def _w_item(A: Array, cov: Array, m: Array, s: Array, active: Array, B: Array, S: Array,
+            tile: int) -> Array:
     """B W B^T for one input: W on the tiles of the active units (sorted to the front);
-    a loop over as many tile pairs as the active units fill."""
+    a loop over as many tile pairs as the active units fill. ``S``: A Sigma A^T when a
+    batch shares it (computed once, :func:`shared_preactivation_cov`; tiles are read from
+    it), or a 0-d placeholder (each tile's A_I Sigma A_J^T is computed)."""
     n = A.shape[0]
     tile = max(1, min(tile, n))
     nb = -(-n // tile)
@@ -218,31 +223,61 @@ def _w_item(A: Array, cov: Array, m: Array, s: Array, active: Array, B: Array, t
 
     var_w = relu.relu_variance(a, s)  # W_ii
     eye = jnp.eye(tile, dtype=bool)
-    # one formula per tile: the bivariate cdf rule its largest |rho| needs (6, 12 or 20
-    # Gauss-Legendre nodes, any of which serves the smaller |rho| too), or, with a
-    # |rho| >= 0.925 pair, the elementwise form (relu._cross_in_class)
-    rules = [lambda x, c=c: relu._cross_in_class(c, *x) for c in (0, 1, 2, 5)]
+    # one formula per tile: Mehler's expansion with as many terms as its largest |rho|
+    # needs (analytic.mehler; up to |rho| = MEHLER_RHO), else the bivariate cdf rule its
+    # largest |rho| needs (6, 12 or 20 Gauss-Legendre nodes, any of which serves the
+    # smaller |rho| too), or, with a |rho| >= 0.925 pair, the elementwise form
+    # (relu._cross_in_class); each gives Cov(relu w_i, relu w_j)
+    eps = float(jnp.finfo(A.dtype).eps)
+    limit = max(1, math.ceil(math.log(eps) / math.log(MEHLER_RHO)) - 1)  # 31 in f32, 70 in f64
+    c_unit = jnp.minimum(jnp.abs(relu._standardize(a, s)[2]), 12.0)  # v = 0 past c = 12
+    v = jnp.where(jnp.pad(active, (0, pad))[:, None], mehler.coefficients(c_unit, s, limit), 0.0)
+    v_sorted = v[order]
 
-    A_sorted = A[order]  # one gather; the tiles are slices of it
+    def quadrature(c):
+        def rule(x):
+            ai, aj, si, sj, rho, _, ii, jj, _ = x
+            w = relu._cross_in_class(c, ai, aj, si, sj, rho)
+            return w - mean_w[ii][:, None] * mean_w[jj][None, :]
+        return rule
+
+    def series(x):
+        *_, rho, terms, _, _, (vi, vj) = x
+        return mehler.covariance(vi, vj, rho, terms)
+
+    rules = [quadrature(c) for c in (0, 1, 2, 5)] + [series]
+
+    have_s = S.ndim == 2
+    if have_s:  # one gather of rows; each tile gathers its columns
+        S_rows = jnp.pad(S, ((0, pad), (0, pad)))[order]
+    else:
+        A_sorted = A[order]  # one gather; the tiles are slices of it
 
     def body(t, acc):
         ii = jax.lax.dynamic_slice(order, (ti[t] * tile,), (tile,))
         jj = jax.lax.dynamic_slice(order, (tj[t] * tile,), (tile,))
-        Ai = jax.lax.dynamic_slice_in_dim(A_sorted, ti[t] * tile, tile)
-        Aj = jax.lax.dynamic_slice_in_dim(A_sorted, tj[t] * tile, tile)
-        S = _sandwich(Ai, Aj, cov)
+        if have_s:
+            S_ij = jax.lax.dynamic_slice_in_dim(S_rows, ti[t] * tile, tile)[:, jj]
+        else:
+            Ai = jax.lax.dynamic_slice_in_dim(A_sorted, ti[t] * tile, tile)
+            Aj = jax.lax.dynamic_slice_in_dim(A_sorted, tj[t] * tile, tile)
+            S_ij = _sandwich(Ai, Aj, cov)
         si, sj = s[ii][:, None], s[jj][None, :]
         den = si * sj
         ok = den > 0
-        rho = jnp.clip(jnp.where(ok, S / jnp.where(ok, den, 1.0), 0.0), -1.0, 1.0)
+        rho = jnp.clip(jnp.where(ok, S_ij / jnp.where(ok, den, 1.0), 0.0), -1.0, 1.0)
         same = eye & (ti[t] == tj[t])  # a unit with itself: W_ii, below
         rho = jnp.where(same, 0.0, e[ii][:, None] * rho * e[jj][None, :])
         ai, aj = a[ii][:, None], a[jj][None, :]
         cls = jnp.where(ok, relu.pair_class(ai, aj, si, sj, rho), 0)  # s = 0: W = 0, any rule
+        terms = mehler.terms_for(jnp.max(jnp.abs(rho)), eps, limit)
+        vi = jax.lax.dynamic_slice_in_dim(v_sorted, ti[t] * tile, tile)
+        vj = jax.lax.dynamic_slice_in_dim(v_sorted, tj[t] * tile, tile)
         # per-unit arguments stay (tile, 1) and (1, tile): their per-unit terms (h, phi(h),
         # Phi(h)) are computed once per unit, not once per pair
-        w = jax.lax.switch(jnp.minimum(cls.max(), 3), rules, (ai, aj, si, sj, rho))
-        w = jnp.where(same, var_w[ii][:, None], w - mean_w[ii][:, None] * mean_w[jj][None, :])
+        rule = jnp.where(terms <= limit, 4, jnp.minimum(cls.max(), 3))
+        w = jax.lax.switch(rule, rules, (ai, aj, si, sj, rho, terms, ii, jj, (vi, vj)))
+        w = jnp.where(same, var_w[ii][:, None], w)
         c = mm(mm(B[:, ii], w), B[:, jj].T)
         return acc + c + jnp.where(ti[t] != tj[t], c.T, 0.0)
 
@@ -254,8 +289,8 @@ def _w_item(A: Array, cov: Array, m: Array, s: Array, active: Array, B: Array, t
 def _w_part(tile: int):
     """B W B^T of :func:`_w_item` with ``tile`` fixed; one function per tile size (cached)."""
     @custom_vmap
-    def w_part(A, cov, m, s, active, B):
-        return _w_item(A, cov, m, s, active, B, tile)
+    def w_part(A, cov, m, s, active, B, S):
+        return _w_item(A, cov, m, s, active, B, S, tile)
 
     @w_part.def_vmap
     def _rule(axis_size, in_batched, *args):
@@ -276,30 +311,34 @@ def _exact_cov_dense(A: Array, cov: Array, m: Array, B: Array) -> Array:
     return mm(mm(B, C), B.T)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5))
-def _exact_cov(A: Array, cov: Array, m: Array, B: Array, tol: float | None, tile: int) -> Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(5, 6))
+def _exact_cov(A: Array, cov: Array, m: Array, B: Array, S: Array, tol: float | None, tile: int
+               ) -> Array:
     var = _row_var(A, cov)
     s, f, g, active = _unit_terms(m, var, tol)
     k = B.shape[0]
     PR = mm(jnp.concatenate([B * f, B * g]), A)  # one pass over A
     P, R = PR[:k], PR[k:]
     PR = _sandwich(P, R, cov)
-    return _sandwich(P, P, cov) + PR + PR.T + _w_part(tile)(A, cov, m, s, active, B)
+    return _sandwich(P, P, cov) + PR + PR.T + _w_part(tile)(A, cov, m, s, active, B, S)
 
 
 @_exact_cov.defjvp
 def _exact_cov_jvp(tol, tile, primals, tangents):
-    return jax.jvp(_exact_cov_dense, primals, tangents)
+    return jax.jvp(_exact_cov_dense, primals[:4], tangents[:4])
 
 
 def exact_output_cov(A: Array, cov: Array, m: Array, B: Array, *, tol: float | None = None,
-                     tile: int | None = None) -> Array:
+                     tile: int | None = None, S: Array | None = None) -> Array:
     """Cov[B relu(z)] for z = A x + c1 ~ N(m, A Sigma A^T), exactly (to rounding), without
     forming S or C (module docstring). ``cov``: Sigma as a scalar, a (d,) vector or a
     (d, d) matrix; ``tol``: the q = Phi(-|h|) below which a unit leaves W (None: the
     dtype's eps; 0 keeps every unit with s > 0); ``tile``: units per tile (None:
-    ``EXACT_TILE``)."""
-    out = _exact_cov(A, cov, m, B, tol, EXACT_TILE if tile is None else tile)
+    ``EXACT_TILE``); ``S``: A Sigma A^T when it is already known (a batch that shares A
+    and Sigma computes it once, :func:`batched_moments`), else each tile computes its
+    block."""
+    S = jnp.zeros((), A.dtype) if S is None else S
+    out = _exact_cov(A, cov, m, B, S, tol, EXACT_TILE if tile is None else tile)
     return (out + out.T) / 2
 
 
@@ -328,13 +367,15 @@ def moments(lin: Linearization, mu: Array, cov: Array, method: str = "exact", *,
 
 @functools.partial(jax.jit, static_argnames=("method", "grouped", "tiled", "terms"))
 def _moments(lin: Linearization, mu: Array, cov: Array, method: str,
-             grouped: bool = True, tiled: bool = True, terms: int = series.TERMS) -> Moments:
+             grouped: bool = True, tiled: bool = True, terms: int = series.TERMS,
+             S: Array | None = None) -> Moments:
     if method == "exact" and tiled:
         A = lin.A
         cov = _input_cov(cov, mu, A.shape[1], A.dtype)
         m = mm(A, jnp.asarray(mu).reshape(-1)) + lin.c1
-        s = _sqrt(_row_var(A, cov))
-        return Moments(mm(lin.B, relu.relu_mean(m, s)) + lin.c2, exact_output_cov(A, cov, m, lin.B))
+        s = _sqrt(_row_var(A, cov) if S is None else jnp.diagonal(S))
+        return Moments(mm(lin.B, relu.relu_mean(m, s)) + lin.c2,
+                       exact_output_cov(A, cov, m, lin.B, S=S))
     m, S = preactivation(lin, mu, cov, full=method != "diagonal")
     return output_moments(m, S, lin.B, lin.c2, method, grouped=grouped, terms=terms)
 
@@ -371,12 +412,28 @@ def batched_moments(lin: Linearization, mu: Array, cov: Array, method: str = "ex
         if batch_size is not None:
             checks.check_int(batch_size, "batch_size")
 
+    S = None
+    if shared_lin and shared_cov and method == "exact" and tiled:
+        S = _shared_s(lin, mu, cov)
+
     def one(args: tuple) -> Moments:
         lin_i, mu_i, cov_i = args
         return _moments(lin if shared_lin else lin_i, mu_i, cov if shared_cov else cov_i, method,
-                        grouped, tiled, terms)
+                        grouped, tiled, terms, S)
 
     xs = (None if shared_lin else lin, mu, None if shared_cov else cov)
     if batch_size is None:
         return jax.vmap(one)(xs)
     return jax.lax.map(one, xs, batch_size=batch_size)
+
+
+def _shared_s(lin: Linearization, mu: Array, cov: Array) -> Array | None:
+    """S = A Sigma A^T once for a whole batch that shares A and Sigma, when it fits in
+    :data:`SHARED_S_BYTES` (None otherwise: each input's tiles compute their blocks).
+    On 784 -> 1024 -> 10 this is one 1024 x 784 x 1024 product per batch where each input
+    took ~21 tile products of 64 x 784 x 64 (issue 16)."""
+    A = lin.A
+    n = A.shape[0]
+    if n * n * A.dtype.itemsize > SHARED_S_BYTES:
+        return None
+    return _sandwich(A, A, _input_cov(cov, jnp.asarray(mu)[0], A.shape[1], A.dtype))

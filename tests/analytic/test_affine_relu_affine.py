@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from analytic import linearize, montecarlo
+from analytic import moments as moments_lib
 from analytic.moments import (
     METHODS,
     _input_cov,
@@ -155,13 +156,18 @@ def test_batch_moments_baseline_is_exact_on_the_diagonal_zero_mean_off_it():
     assert np.linalg.eigvalsh(np.asarray(exact, np.float64)).min() > -1e-7
 
 
-@pytest.mark.parametrize("kind", ["scalar", "full"])
-def test_tiled_exact_covariance_equals_the_full_pairwise_form(kind):
+@pytest.mark.parametrize(("kind", "mehler_rho"), [("scalar", None), ("full", 0.0),
+                                                  ("full", 0.8)])
+def test_tiled_exact_covariance_equals_the_full_pairwise_form(kind, mehler_rho, monkeypatch):
     """exact_output_cov (no n x n matrices; W only on the tiles of units near their kink,
     sorted to the front) equals B C B^T from the full pairwise C to rounding, in float64,
     with several tiles, units on both sides of the tolerance, a constant unit and a
     perfectly correlated pair (the dropped units obey |W_ij| <= |S_ij| min(q_i, q_j), which
-    makes it exact to rounding); its gradient is the dense form's."""
+    makes it exact to rounding); its gradient is the dense form's. ``mehler_rho``: the
+    largest tile |rho| that takes Mehler's expansion (0: every tile by quadrature; 0.8:
+    all but the tiles of the |rho| = 1 pair by the expansion)."""
+    if mehler_rho is not None:
+        monkeypatch.setattr(moments_lib, "MEHLER_RHO", mehler_rho or 1e-300)
     with jax.enable_x64(True):
         rng = np.random.default_rng(0)
         n, d, k = 100, 20, 4
