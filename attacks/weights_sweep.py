@@ -29,6 +29,14 @@ models batches the kernels of every layer, which XLA:CPU lowers to grouped convo
 that are several times slower per model than the unbatched ones (LeNet-5, conv1
 settings, 3 seeds: ~7x the time of one seed with ``vmap``, ~3x with ``lax.map``).
 
+**Several devices.** The counts are sums over images, so the evaluation set is split
+over the devices of ``mesh`` (default :func:`nets.sharding.data_mesh` over every device
+of this process): its rows are padded to a multiple of the D devices and cut into D
+contiguous blocks, device ``i`` scans block ``i`` in chunks of at most ``chunk`` images
+(padded rows are masked out) and XLA all-reduces the (K, 2, P, T) integer counts once at
+the end. Every device builds the same perturbed layers (the parameters are replicated),
+so the counts equal those of one device exactly (tests/attacks/test_weights_sharding.py).
+
 The Python loop over layers in :func:`sweep` stays a loop because the shapes differ;
 there is no Python loop over models, settings, trials or p.
 """
@@ -42,11 +50,14 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from attacks.weights import KINDS, TARGETS, check_strength, perturb
 from nets import evaluate
 from nets.batching import pad_rows
 from nets.models import Net
+from nets.sharding import data_mesh, row_multiple
 
 Array = jax.Array
 Params = dict
@@ -83,9 +94,9 @@ def _counts_one(
     settings: tuple[Setting, ...],
     k: int,
 ) -> Array:
-    """Correct top-1 / top-``k`` counts (K, 2, P, T) of one model over chunked
-    ``batches`` (images, labels, valid), each of shape (chunks, chunk, ...); ``keys``
-    is (K, T, ...)."""
+    """Correct top-1 / top-``k`` counts (K, 2, P, T) of one model over the device blocks
+    ``batches`` (images, labels, valid), each of shape (devices, chunks, chunk, ...);
+    ``keys`` is (K, T, ...)."""
     def perturbed(kind: str, target: str, trial_keys: Array) -> Params:
         def one(p, key):
             return perturb(params, p, key, layer=layer, kind=kind, target=target,
@@ -109,20 +120,40 @@ def _counts_one(
         hits = jnp.stack([((rank < 1) & ok).sum(-1), ((rank < k) & ok).sum(-1)], axis=1)
         return counts + hits, None
 
-    counts0 = jnp.zeros((len(settings), 2, ps.shape[0], keys.shape[1]), jnp.int32)
-    counts, _ = jax.lax.scan(body, counts0, batches)
-    return counts
+    def block(b):  # one device's images: a scan over its chunks
+        counts0 = jnp.zeros((len(settings), 2, ps.shape[0], keys.shape[1]), jnp.int32)
+        return jax.lax.scan(body, counts0, b)[0]
+
+    if batches[0].shape[0] == 1:  # one device: the plain scan
+        return block(jax.tree.map(lambda a: a[0], batches))
+    return jax.vmap(block)(batches).sum(0)  # each device's counts, then an all-reduce
 
 
-def _chunks(images: Array, labels: Array, chunk: int) -> tuple[Array, Array, Array]:
-    """(images, labels, valid) zero-padded to a multiple of ``chunk`` and reshaped to
-    (chunks, chunk, ...); ``valid`` marks the real rows."""
-    (images, labels), valid = pad_rows((images, labels), chunk)
-    return (images.reshape(-1, chunk, *images.shape[1:]), labels.reshape(-1, chunk),
-            valid.reshape(-1, chunk))
+def _mesh(mesh: Mesh | None) -> Mesh:
+    """``mesh``, or the ``("data",)`` mesh over every device of this process (each process
+    of a multi-process run sweeps on its own devices; all hold the same data)."""
+    return data_mesh(devices=jax.local_devices()) if mesh is None else mesh
 
 
-@functools.partial(jax.jit, static_argnames=("net", "layer", "settings", "chunk", "k", "stacked"))
+def _chunks(images: Array, labels: Array, chunk: int, mesh: Mesh) -> tuple[Array, Array, Array]:
+    """(images, labels, valid) as D device blocks of zero-padded chunks, shape (D, chunks,
+    c, ...) with c = min(chunk, images per device), block ``i`` on device ``i`` of the
+    mesh's ``data`` axis; ``valid`` marks the real rows. The rows are padded to a multiple
+    of D and cut into D contiguous blocks first (free when they are already split over
+    the devices), then each block is padded to a multiple of c."""
+    n_dev = row_multiple(mesh)
+    tree, valid = pad_rows((images, labels), n_dev)
+    tree = jax.tree.map(lambda a: a.reshape(n_dev, -1, *a.shape[1:]), (*tree, valid))
+    c = min(chunk, tree[0].shape[1])
+    tree, _ = jax.vmap(lambda t: pad_rows(t, c))(tree)  # padding: valid False
+    tree = jax.tree.map(lambda a: a.reshape(n_dev, -1, c, *a.shape[2:]), tree)
+    if n_dev > 1:
+        tree = jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, P("data")))
+    return tree
+
+
+@functools.partial(jax.jit, static_argnames=("net", "layer", "settings", "chunk", "k", "stacked",
+                                             "mesh"))
 def layer_counts(
     net: Net,
     params: Params,
@@ -136,6 +167,7 @@ def layer_counts(
     chunk: int = 128,
     k: int = 5,
     stacked: bool = False,
+    mesh: Mesh | None = None,
 ) -> Array:
     """Correct top-1 and top-``k`` counts with ``layer`` perturbed: int32 (K, 2, P, T).
 
@@ -144,8 +176,12 @@ def layer_counts(
     target=target)`` with ``(kind, target) = settings[j]``. With ``stacked=True``,
     ``params`` leaves have a leading axis of S models and ``keys`` has shape (S, K, T, ...)
     (model ``s`` uses ``keys[s]``): the result is (S, K, 2, P, T).
+
+    The images are split over the devices of ``mesh`` (default: every device of this
+    process; a one-device mesh, ``data_mesh(devices=jax.local_devices()[:1])``, keeps the
+    sweep on one), with the same counts (module doc).
     """
-    batches = _chunks(images, labels, min(chunk, images.shape[0]))
+    batches = _chunks(images, labels, chunk, _mesh(mesh))
     count = functools.partial(_counts_one, net, batches=batches, ps=ps, layer=layer,
                               settings=settings, k=k)
     if stacked:  # lax.map, not vmap: see the module docstring
@@ -167,12 +203,13 @@ def sweep_counts(
     chunk: int = 128,
     k: int = 5,
     stacked: bool = False,
+    mesh: Mesh | None = None,
 ) -> Array:
     """:func:`layer_counts` for one (kind, target): int32 (2, P, T), keys (T, ...)
-    ((S, 2, P, T) and keys (S, T, ...) when ``stacked``)."""
+    ((S, 2, P, T) and keys (S, T, ...) when ``stacked``); images split over ``mesh``."""
     counts = layer_counts(net, params, images, labels, ps, jnp.expand_dims(keys, int(stacked)),
                           layer=layer, settings=((kind, target),), chunk=chunk, k=k,
-                          stacked=stacked)
+                          stacked=stacked, mesh=mesh)
     return counts[:, 0] if stacked else counts[0]
 
 
@@ -190,13 +227,14 @@ def sweep_accuracy(
     chunk: int = 128,
     k: int = 5,
     stacked: bool = False,
+    mesh: Mesh | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-1 and top-``k`` accuracy, float64 arrays of shape (P, T) ((S, P, T) when
     ``stacked``), from :func:`sweep_counts` (one jitted call; exact counts / n)."""
     check_strength(ps, kind)
     counts = sweep_counts(net, params, jnp.asarray(images), jnp.asarray(labels),
                           jnp.asarray(ps, jnp.float32), keys, layer=layer, kind=kind,
-                          target=target, chunk=chunk, k=k, stacked=stacked)
+                          target=target, chunk=chunk, k=k, stacked=stacked, mesh=mesh)
     counts = np.asarray(counts, np.float64) / images.shape[0]
     return counts[..., 0, :, :], counts[..., 1, :, :]
 
@@ -270,6 +308,7 @@ def sweep(
     k: int = 5,
     on_setting: Callable[[str, str], None] | None = None,
     stacked: bool = False,
+    mesh: Mesh | None = None,
 ) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """Every layer x perturbation x p x trial: ``out[label][layer] = {"top1", "topk"}``,
     arrays of shape (P, T); one jitted call per layer. ``on_setting(label, layer)`` is
@@ -278,7 +317,8 @@ def sweep(
     With ``stacked=True``, ``params`` holds S models along a leading axis and ``key`` is
     a batch of S keys, one per model (e.g. the base key folded with each training seed,
     so a model's perturbations do not depend on which other models are swept); the
-    arrays are (S, P, T).
+    arrays are (S, P, T). The images are split over the devices of ``mesh`` (default:
+    every device of this process; see :func:`layer_counts`).
     """
     layers = layer_targets(net) if layers is None else tuple(layers)
     for kind in kinds:
@@ -295,7 +335,7 @@ def sweep(
         keys_of = functools.partial(setting_keys, settings=mine, layer=layer, trials=trials)
         keys = jax.vmap(keys_of)(key) if stacked else keys_of(key)
         counts = layer_counts(net, params, images, labels, ps_arr, keys, layer=layer,
-                              settings=mine, chunk=chunk, k=k, stacked=stacked)
+                              settings=mine, chunk=chunk, k=k, stacked=stacked, mesh=mesh)
         acc = np.asarray(counts, np.float64) / images.shape[0]  # ([S,] K, 2, P, T)
         for j, name in enumerate(names):
             out.setdefault(name, {})[layer] = {"top1": acc[..., j, 0, :, :],

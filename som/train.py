@@ -23,6 +23,16 @@ Everything is a pure function of (spec, arrays, key); :func:`fit` is jittable an
 ``jax.vmap(fit)`` trains many maps at once (one per layer on zero-padded codes, or one
 per seed): :func:`fit_many`.
 
+**Several devices** (the batch map only). The Voronoi sums are sums over samples, so
+the batch map is data parallel: the N rows are padded to a multiple of the D devices of
+``mesh`` (default :func:`nets.sharding.data_mesh` over this process's devices) and split
+into D blocks, one per device, each scanned in chunks of at most ``spec.chunk`` rows
+(padded rows masked out, so they add nothing). Each device sums its block, XLA
+all-reduces the (M, d) and (M,) partial sums once per pass, and every device applies
+the same update to its replicated codebook. The numbers are those of one device up to
+the order of the float sums (tests/som/test_som_sharding.py). The online rule is
+sequential (each update depends on the previous one) and runs on one device.
+
 :func:`fit`, :func:`fit_many` and :func:`train` check their inputs first, outside jit
 (:mod:`som.checks`: one ValueError for data that is not 2-D, has no samples or has
 NaN/inf rows, a codebook of the wrong size); NaN/inf is checked only for concrete arrays
@@ -37,8 +47,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from nets.batching import pad_rows
+from nets.sharding import data_mesh, row_multiple
 from som import checks, schedule
 from som import neighborhood as nb_lib
 from som.bmu import scores
@@ -104,7 +117,10 @@ def online_step(w: Array, x: Array, grid_dist: Array, sigma: Array, alpha: Array
 
 @functools.partial(jax.jit, static_argnames=("spec",))
 def train_online(spec: SOMSpec, weights: Array, x: Array, key: Array) -> Array:
-    """``spec.steps`` online updates starting from ``weights``; samples in random order."""
+    """``spec.steps`` online updates starting from ``weights``; samples in random order.
+
+    One device: each update needs the codebook the previous one left, one sample at a
+    time, so there is nothing to split over devices (use the batch map for that)."""
     gd = jnp.asarray(spec.grid.distances)
     total = spec.steps
     order = jax.random.permutation(key, jnp.arange(total) % x.shape[0])
@@ -121,11 +137,28 @@ def train_online(spec: SOMSpec, weights: Array, x: Array, key: Array) -> Array:
     return w
 
 
-def _chunks(x: Array, chunk: int) -> tuple[Array, Array]:
-    """``x`` (N, d) as (C, chunk, d) zero-padded chunks and a (C, chunk) validity mask."""
-    chunk = min(chunk, x.shape[0])
-    xp, valid = pad_rows(x, chunk)
-    return xp.reshape(-1, chunk, x.shape[1]), valid.astype(x.dtype).reshape(-1, chunk)
+def _mesh(mesh: Mesh | None = None) -> Mesh:
+    """``mesh``, or the ``("data",)`` mesh over every device of this process: each process
+    of a multi-process run fits its maps on its own devices (all hold the same data)."""
+    return data_mesh(devices=jax.local_devices()) if mesh is None else mesh
+
+
+def _blocks(x: Array, chunk: int, mesh: Mesh) -> tuple[Array, Array]:
+    """``x`` (N, d) as (D, C, c, d) zero-padded chunks, block ``i`` on device ``i`` of the
+    mesh's ``data`` axis, and a (D, C, c) validity mask; c = min(chunk, rows per device).
+
+    The rows are padded to a multiple of D and cut into D contiguous blocks first (a free
+    reshape when ``x`` is already split over the devices), then each block is padded to a
+    multiple of c, so every device scans only its own rows."""
+    n_dev = row_multiple(mesh)
+    (x, valid), _ = pad_rows((x, jnp.ones(x.shape[0], x.dtype)), n_dev)
+    x, valid = (a.reshape(n_dev, -1, *a.shape[1:]) for a in (x, valid))
+    c = min(chunk, x.shape[1])
+    (x, valid), _ = jax.vmap(lambda t: pad_rows(t, c))((x, valid))  # padding: valid 0
+    x, valid = x.reshape(n_dev, -1, c, x.shape[-1]), valid.reshape(n_dev, -1, c)
+    if n_dev > 1:
+        x, valid = jax.lax.with_sharding_constraint((x, valid), NamedSharding(mesh, P("data")))
+    return x, valid
 
 
 def _voronoi_sums_chunked(w: Array, xs: Array, valid: Array) -> tuple[Array, Array]:
@@ -144,9 +177,20 @@ def _voronoi_sums_chunked(w: Array, xs: Array, valid: Array) -> tuple[Array, Arr
     return s, cnt
 
 
-def voronoi_sums(w: Array, x: Array, chunk: int = 4096) -> tuple[Array, Array]:
-    """(S, n): per-unit sums S_k (M, d) and counts n_k (M,) of the samples whose BMU is k."""
-    return _voronoi_sums_chunked(w, *_chunks(x, chunk))
+def _voronoi_sums_blocks(w: Array, xs: Array, valid: Array) -> tuple[Array, Array]:
+    """The sums over (D, C, c, d) device blocks: each device's own sums, then their total
+    (an all-reduce when the blocks are split over devices)."""
+    if xs.shape[0] == 1:  # one device: the plain scan
+        return _voronoi_sums_chunked(w, xs[0], valid[0])
+    s, cnt = jax.vmap(_voronoi_sums_chunked, in_axes=(None, 0, 0))(w, xs, valid)
+    return s.sum(0), cnt.sum(0)
+
+
+def voronoi_sums(w: Array, x: Array, chunk: int = 4096,
+                 mesh: Mesh | None = None) -> tuple[Array, Array]:
+    """(S, n): per-unit sums S_k (M, d) and counts n_k (M,) of the samples whose BMU is k,
+    the rows split over the devices of ``mesh`` (default: every device of this process)."""
+    return _voronoi_sums_blocks(w, *_blocks(x, chunk, _mesh(mesh)))
 
 
 def _batch_update(w: Array, s: Array, cnt: Array, grid_dist: Array, sigma: Array,
@@ -158,21 +202,24 @@ def _batch_update(w: Array, s: Array, cnt: Array, grid_dist: Array, sigma: Array
 
 
 def batch_step(w: Array, x: Array, grid_dist: Array, sigma: Array,
-               neighborhood: str = "gaussian", chunk: int = 4096) -> Array:
+               neighborhood: str = "gaussian", chunk: int = 4096,
+               mesh: Mesh | None = None) -> Array:
     """One batch-map pass: w_j = sum_i h(j, c_i) x_i / sum_i h(j, c_i) (see module doc)."""
-    s, cnt = voronoi_sums(w, x, chunk)
+    s, cnt = voronoi_sums(w, x, chunk, mesh)
     return _batch_update(w, s, cnt, grid_dist, sigma, neighborhood)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
-def train_batch(spec: SOMSpec, weights: Array, x: Array) -> Array:
-    """``spec.steps`` batch-map passes over ``x`` starting from ``weights``."""
+@functools.partial(jax.jit, static_argnames=("spec", "mesh"))
+def train_batch(spec: SOMSpec, weights: Array, x: Array, mesh: Mesh | None = None) -> Array:
+    """``spec.steps`` batch-map passes over ``x`` starting from ``weights``, the rows split
+    over the devices of ``mesh`` (default: every device of this process; a
+    one-device mesh, ``data_mesh(devices=jax.local_devices()[:1])``, turns it off)."""
     gd = jnp.asarray(spec.grid.distances)
-    xs, valid = _chunks(x.astype(jnp.float32), spec.chunk)  # once, outside the loop
+    xs, valid = _blocks(x.astype(jnp.float32), spec.chunk, _mesh(mesh))  # once
 
     def body(w, t):
         sigma = schedule.decay(spec.decay, spec.sigma_start, spec.sigma_end, t, spec.steps)
-        s, cnt = _voronoi_sums_chunked(w, xs, valid)
+        s, cnt = _voronoi_sums_blocks(w, xs, valid)
         return _batch_update(w, s, cnt, gd, sigma, spec.neighborhood), None
 
     w, _ = jax.lax.scan(body, weights.astype(jnp.float32), jnp.arange(spec.steps))
@@ -180,8 +227,9 @@ def train_batch(spec: SOMSpec, weights: Array, x: Array) -> Array:
 
 
 def train(spec: SOMSpec, weights: Array, x: Array, key: Array, *,
-          check: bool = True) -> Array:
-    """Train from ``weights`` with ``spec.algorithm`` (the key orders online samples).
+          check: bool = True, mesh: Mesh | None = None) -> Array:
+    """Train from ``weights`` with ``spec.algorithm`` (the key orders online samples); the
+    batch map splits the rows over ``mesh`` (:func:`train_batch`).
 
     ``check`` (default True): one ValueError for ``x`` that is not (N, d) with N >= 1 or
     has NaN/inf rows, or ``weights`` that are not (grid units, d) or not finite (values
@@ -191,35 +239,42 @@ def train(spec: SOMSpec, weights: Array, x: Array, key: Array, *,
         checks.check_weights(weights, x, spec.grid.size)
     if spec.algorithm == "online":
         return train_online(spec, weights, x, key)
-    return train_batch(spec, weights, x)
+    return train_batch(spec, weights, x, mesh)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
-def _fit(spec: SOMSpec, key: Array, x: Array) -> Array:
+@functools.partial(jax.jit, static_argnames=("spec", "mesh"))
+def _fit(spec: SOMSpec, key: Array, x: Array, mesh: Mesh | None = None) -> Array:
     k_init, k_train = jax.random.split(key)
     x = jnp.asarray(x, jnp.float32)
-    return train(spec, init_weights(k_init, x, spec.grid, spec.init), x, k_train, check=False)
+    return train(spec, init_weights(k_init, x, spec.grid, spec.init), x, k_train, check=False,
+                 mesh=mesh)
 
 
-def fit(spec: SOMSpec, key: Array, x: Array, *, check: bool = True) -> Array:
+def fit(spec: SOMSpec, key: Array, x: Array, *, check: bool = True,
+        mesh: Mesh | None = None) -> Array:
     """Initialize (``spec.init``) and train a map on ``x`` (N, d); returns weights (M, d).
 
     Jitted (one compile per spec and shapes). ``check`` (default True): first, outside
     jit, one ValueError for ``x`` that is not 2-D, has no samples or features, or has
     NaN/inf rows (the message counts them and names the first; not checked when ``x`` is
-    traced, inside a caller's jit / vmap). ``check=False`` skips it in a hot loop."""
+    traced, inside a caller's jit / vmap). ``check=False`` skips it in a hot loop.
+
+    The batch map runs on every device of ``mesh`` (default: every device of this process), each
+    on its part of the rows (module doc); a one-device mesh keeps it on one."""
     if check:
         checks.check_data(x)
-    return _fit(spec, key, x)
+    return _fit(spec, key, x, mesh)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
-def _fit_many(spec: SOMSpec, keys: Array, xs: Array) -> Array:
-    return jax.vmap(lambda k, x: _fit(spec, k, x))(keys, xs)
+@functools.partial(jax.jit, static_argnames=("spec", "mesh"))
+def _fit_many(spec: SOMSpec, keys: Array, xs: Array, mesh: Mesh | None = None) -> Array:
+    return jax.vmap(lambda k, x: _fit(spec, k, x, mesh))(keys, xs)
 
 
-def fit_many(spec: SOMSpec, keys: Array, xs: Array, *, check: bool = True) -> Array:
-    """K maps at once: ``keys`` (K, 2), ``xs`` (K, N, d) -> weights (K, M, d) (vmap of fit).
+def fit_many(spec: SOMSpec, keys: Array, xs: Array, *, check: bool = True,
+             mesh: Mesh | None = None) -> Array:
+    """K maps at once: ``keys`` (K, 2), ``xs`` (K, N, d) -> weights (K, M, d) (vmap of fit;
+    every map's rows split over ``mesh`` as in :func:`fit`).
 
     ``check``: the checks of :func:`fit` on each of the K sets (``xs`` must be 3-D), and
     one key per set; ``check=False`` skips them."""
@@ -229,4 +284,4 @@ def fit_many(spec: SOMSpec, keys: Array, xs: Array, *, check: bool = True) -> Ar
             raise ValueError(f"keys of shape {checks.shape_of(keys)} must hold one key per set "
                              f"of xs ({checks.shape_of(xs)[0]}); use jax.random.split(key, "
                              f"{checks.shape_of(xs)[0]})")
-    return _fit_many(spec, keys, xs)
+    return _fit_many(spec, keys, xs, mesh)
