@@ -8,7 +8,12 @@
   counts as broken at eps when the attack succeeded with ||delta|| <= eps.
 
 Data go through in fixed-size chunks (the last one padded), so memory is bounded and
-each attack compiles once whatever the dataset size. Every example draws its randomness
+each attack compiles once whatever the dataset size. With several devices each chunk's
+rows are split over them (:func:`nets.sharding.data_mesh`, ``jax.shard_map``: every
+device attacks its own rows, the chunk a multiple of the device count). The default
+chunk is :data:`CPU_CHUNK` on CPU; elsewhere all rows, unless the device's free memory
+(``memory_stats``) holds fewer by XLA's count of the compiled call's buffers
+(:func:`attacks.common.program_bytes`). Every example draws its randomness
 from its own key (``attacks.common.example_keys``), so the results do not depend on the
 chunk size. Per example, each attack reports whether it is still correctly classified at
 each eps (``correct``, the robust-correct mask from which the accuracy is the mean over
@@ -25,10 +30,22 @@ from collections.abc import Callable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from attacks.apgd import apgd, apgd_t
 from attacks.autoattack import autoattack
-from attacks.common import Array, Bounds, LogitsFn, as_pytree_fn, example_keys
+from attacks.common import (
+    MEMORY_FRACTION,
+    Array,
+    Bounds,
+    LogitsFn,
+    as_pytree_fn,
+    example_keys,
+    free_memory,
+    program_bytes,
+    rows_that_fit,
+)
 from attacks.fab import fab
 from attacks.gradient import bim, fgsm, mifgsm, pgd
 from attacks.minimal import carlini_wagner_l2, deepfool
@@ -36,6 +53,7 @@ from attacks.outcome import distance
 from attacks.square import square
 from nets import xla
 from nets.batching import pad_rows
+from nets.sharding import data_mesh, replicate, row_multiple, split_rows
 
 # Examples per jitted call on CPU. The budgeted attacks vmap the eps grid, so a call
 # attacks chunk x E inputs; small chunks keep them in cache. CPU seconds per seed for all
@@ -126,6 +144,63 @@ def _broken(fn, attack: Attack, x, y, eps_grid, key, *, targeted, bounds):
     return broken, dist
 
 
+@functools.partial(xla.jit, static_argnames=("attack", "targeted", "bounds", "mesh"))
+def _split_broken(fn, attack: Attack, x, y, eps_grid, key, *, targeted, bounds, mesh: Mesh):
+    """:func:`_broken` with the rows split over ``mesh``'s ``data`` axis, each device
+    attacking its own rows. ``shard_map``, not a ``jit`` of split inputs: the ``vmap`` over
+    the eps grid merges eps and rows into one convolution batch, which XLA's partitioner
+    all-gathers (every device then attacks every row; seen in LeNet-5's PGD program).
+    Examples are independent and keyed by their own keys, so each device's rows get what
+    they get in one device's chunk."""
+
+    def local(fn, x, y, eps_grid, key):
+        return _broken(fn, attack, x, y, eps_grid, key, targeted=targeted, bounds=bounds)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data"), P("data"), P(), P("data")),
+                         out_specs=(P(None, "data"), P("data")), check_vma=False)(
+        fn, x, y, eps_grid, key)
+
+
+def _chunk_rows(chunk: int | None, n: int, parts: int,
+                call_bytes: Callable[[int], int | None]) -> int:
+    """Rows per jitted call, a multiple of the ``parts`` devices that share each call.
+
+    ``chunk`` if given (rounded up); by default :data:`CPU_CHUNK` on CPU, elsewhere all
+    ``n`` rows unless the first device's free memory (``memory_stats``) holds fewer:
+    ``call_bytes(rows)`` is the compiled call's need per device (:func:`program_bytes`;
+    compiling the whole batch costs nothing extra when it fits: the call reuses it),
+    and when it is too much the rows are cut in proportion (the need grows linearly
+    with a device's rows; counting the fixed part, e.g. the parameters, per row errs on
+    the safe side)."""
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    whole = -(-n // parts) * parts
+    if chunk is not None:
+        return min(-(-chunk // parts) * parts, whole)
+    if xla.is_cpu():
+        return min(-(-CPU_CHUNK // parts) * parts, whole)
+    free = free_memory()
+    need = None if free is None else call_bytes(whole)
+    if need is None or need <= free * MEMORY_FRACTION:
+        return whole
+    return parts * rows_that_fit(need / (whole // parts), free)
+
+
+def _call_bytes(fn, attack: Attack, rows: tuple, grid, bounds: Bounds, mesh: Mesh, size: int):
+    """:func:`program_bytes` of one call of ``size`` rows (compiled, not run)."""
+    split = row_multiple(mesh) > 1
+    sharding = NamedSharding(mesh, P("data")) if split else None
+    x, y, k = (jax.ShapeDtypeStruct((size, *a.shape[1:]), a.dtype, sharding=sharding)
+               for a in rows)
+    if split:
+        lowered = _split_broken.compiled().lower(fn, attack, x, y, grid, k, targeted=False,
+                                                 bounds=bounds, mesh=mesh)
+    else:
+        lowered = _broken.compiled().lower(fn, attack, x, y, grid, k, targeted=False,
+                                           bounds=bounds)
+    return program_bytes(lowered.compile())
+
+
 def _ensemble_broken(fn, attack: Attack, x, y, grid, key, bounds) -> np.ndarray:
     """(E, N) broken masks of an ensemble (AutoAttack), one host call per eps > 0 with the
     same per-example keys as the other attacks; eps = 0 breaks the misclassified only."""
@@ -163,20 +238,18 @@ def robust_accuracy(
     ``correct[e, i]``: example i is classified correctly and the attack with budget
     ``eps[e]`` did not change that; ``accuracy = correct.mean(1)``. Example i's random
     start (PGD) uses the key ``fold_in(key, i)``, so nothing depends on ``chunk`` (examples
-    per jitted call; default :data:`CPU_CHUNK` on CPU, all of them elsewhere).
+    per jitted call, rounded up to a multiple of the device count; default
+    :data:`CPU_CHUNK` on CPU, elsewhere all of them or as many as the device's free memory
+    holds) nor on the device count.
     """
     fn = as_pytree_fn(logits_fn)
     x, y = jnp.asarray(x), jnp.asarray(y)
     n = x.shape[0]
-    if chunk is None:
-        chunk = CPU_CHUNK if xla.is_cpu() else n
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
-    size = min(chunk, n)
-    # Pad to whole chunks (one compiled program per attack); padded rows repeat the first
-    # example, so they are valid inputs, and are dropped below.
-    (xp, yp, kp), _ = pad_rows((x, y, example_keys(key, n)), size, mode="edge")
+    mesh = data_mesh()
+    parts = row_multiple(mesh)
+    keys = example_keys(key, n)
     bounds = tuple(map(float, bounds))
+    placed_fn = fn if parts == 1 else replicate(fn, mesh)
     out = {}
     for name, attack in attacks.items():
         grid = eps_grid[attack.norm] if isinstance(eps_grid, Mapping) else eps_grid
@@ -188,11 +261,10 @@ def robust_accuracy(
             hit = broken.any(0)
             min_eps = np.where(hit, np.asarray(grid)[np.argmax(broken, 0)], np.inf)
         else:
-            parts = [_broken(fn, attack, xp[i:i + size], yp[i:i + size], grid, kp[i:i + size],
-                             targeted=False, bounds=bounds)
-                     for i in range(0, xp.shape[0], size)]
-            broken = np.concatenate([np.asarray(b) for b, _ in parts], axis=1)[:, :n]
-            min_eps = np.concatenate([np.asarray(d) for _, d in parts])[:n]
+            size = _chunk_rows(chunk, n, parts, functools.partial(
+                _call_bytes, placed_fn, attack, (x, y, keys), grid, bounds, mesh))
+            broken, min_eps = _chunked_broken(placed_fn, attack, (x, y, keys), grid, size,
+                                              bounds, mesh)
         correct = ~broken
         out[name] = {
             "eps": np.asarray(grid),
@@ -203,3 +275,24 @@ def robust_accuracy(
         if progress is not None:
             progress(name)
     return out
+
+
+def _chunked_broken(fn, attack: Attack, rows: tuple, grid, size: int, bounds: Bounds,
+                    mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
+    """(E, N) broken masks and (N,) min eps of :func:`_broken` in calls of ``size`` rows,
+    each split over ``mesh`` when it has several devices. The rows are padded to whole
+    calls (one compiled program per attack); padded rows repeat the first example, so
+    they are valid inputs, and are dropped."""
+    n = rows[0].shape[0]
+    padded, _ = pad_rows(rows, size, mode="edge")
+    parts = []
+    for i in range(0, padded[0].shape[0], size):
+        x, y, k = (a[i:i + size] for a in padded)
+        if row_multiple(mesh) == 1:
+            parts.append(_broken(fn, attack, x, y, grid, k, targeted=False, bounds=bounds))
+        else:
+            x, y, k = split_rows((x, y, k), mesh)
+            parts.append(_split_broken(fn, attack, x, y, grid, k, targeted=False,
+                                       bounds=bounds, mesh=mesh))
+    broken = np.concatenate([np.asarray(b) for b, _ in parts], axis=1)[:, :n]
+    return broken, np.concatenate([np.asarray(d) for _, d in parts])[:n]

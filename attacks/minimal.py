@@ -16,12 +16,21 @@ import optax
 from attacks.common import Array, Bounds, LogitsFn, as_pytree_fn, check_args, project
 
 
-def _jacobian(fn, x: Array) -> tuple[Array, Array]:
-    """Logits (N, C) and their input Jacobian (C, N, ...) — examples are independent."""
+def _boundary_normals(fn, x: Array, y: Array, targeted: bool) -> tuple[Array, Array, Array]:
+    """Logits (N, C), the reference class (N,) and w_k = ∇(Z_k - Z_ref) (C, N, ...).
+
+    Each w_k is one vjp with the cotangent e_k - e_ref (vjp is linear), C of them vmapped:
+    the differences come out of the backward pass directly, with no input Jacobian
+    ∇Z (C, N, ...) to subtract from. The C backward passes are what a DeepFool step
+    costs; their memory grows with the rows, which :func:`attacks.evaluate.robust_accuracy`
+    chunks to the device's memory. Examples are independent (one vjp of the batch)."""
     logits, vjp = jax.vjp(fn, x)
-    eye = jnp.eye(logits.shape[-1], dtype=logits.dtype)
-    (jac,) = jax.vmap(vjp)(jnp.broadcast_to(eye[:, None, :], (eye.shape[0], *logits.shape)))
-    return logits, jac
+    c = logits.shape[-1]
+    # Reference class: the true label (untargeted) or the current prediction (targeted).
+    ref = logits.argmax(-1) if targeted else y
+    cot = jnp.eye(c, dtype=logits.dtype)[:, None, :] - jax.nn.one_hot(ref, c, dtype=logits.dtype)
+    (w,) = jax.vmap(vjp)(cot)
+    return logits, ref, w
 
 
 @functools.partial(jax.jit, static_argnames=("steps", "norm", "targeted", "bounds"))
@@ -31,13 +40,10 @@ def _deepfool(fn, x, y, eps, overshoot, *, steps, norm, targeted, bounds):
     def body(carry):
         i, r_tot, done = carry
         xa = jnp.clip(x + (1.0 + overshoot) * r_tot, *bounds)
-        logits, jac = _jacobian(fn, xa)  # (N, C), (C, N, ...)
+        logits, ref, w = _boundary_normals(fn, xa, y, targeted)  # (N, C), (N,), (C, N, ...)
         pred = logits.argmax(-1)
         n = jnp.arange(x.shape[0])
-        # Reference class: the true label (untargeted) or the current prediction (targeted).
-        ref = pred if targeted else y
         f = logits - logits[n, ref][:, None]  # (N, C): f_k = Z_k - Z_ref
-        w = jac - jac[ref, n][None]  # (C, N, ...): w_k = ∇Z_k - ∇Z_ref
         wn = (jnp.sqrt(jnp.sum(w * w, axis=tuple(range(2, w.ndim)))) if norm == "l2"
               else jnp.sum(jnp.abs(w), axis=tuple(range(2, w.ndim)))).T  # (N, C)
         dist = jnp.abs(f) / jnp.maximum(wn, 1e-12)
@@ -101,13 +107,15 @@ def _cw(fn, x, y, eps, c0, lr, kappa, *, steps, search_steps, targeted, bounds):
         def objective(w):
             xa = to_x(w)
             d2 = jnp.sum((xa - x) ** 2, axis=tuple(range(1, x.ndim)))
-            f = jnp.maximum(margin(fn(xa)), -kappa)
-            return jnp.sum(d2 + c * f), (xa, d2)
+            m = margin(fn(xa))
+            return jnp.sum(d2 + c * jnp.maximum(m, -kappa)), (xa, d2, m)
 
         def step(_, st):
             w, ost, found, bl2, bx = st
-            (_, (xa, d2)), g = jax.value_and_grad(objective, has_aux=True)(w)
-            ok = margin(fn(xa)) < 0
+            # one forward (and backward) per step: the margin that decides success is the
+            # one of the loss, at the same point xa
+            (_, (xa, d2, m)), g = jax.value_and_grad(objective, has_aux=True)(w)
+            ok = m < 0
             better = ok & (d2 < bl2)
             bx = jnp.where(better.reshape((n,) + (1,) * (x.ndim - 1)), xa, bx)
             bl2 = jnp.where(better, d2, bl2)

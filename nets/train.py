@@ -61,7 +61,7 @@ from nets.adversarial import step_key as adversarial_step_key
 from nets.checkpoint import Checkpointer
 from nets.data import Dataset
 from nets.distributed import fetch
-from nets.evaluate import accuracy
+from nets.evaluate import accuracy, placed
 from nets.models import Net, init_params
 from nets.sharding import data_devices, model_mesh  # noqa: F401  (re-exported: train.model_mesh)
 from nets.xla import compiler_options
@@ -504,6 +504,7 @@ def fit(
     epoch_fn = make_epoch_fn(net, optimizer, spec.batch_size, regularizer, spec.loop,
                              adversarial, step_tracker, mesh)
     states, (images, labels) = shard_models(states, (train.images, train.labels), mesh)
+    test = placed(test) if test is not None else None  # on the devices once, not every eval
     try:
         for epoch in range(start, spec.epochs):
             states, metrics = epoch_fn(states, images, labels, epoch)
