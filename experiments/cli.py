@@ -29,7 +29,7 @@ from experiments import config as config_lib
 from experiments.rundir import RunDir
 from experiments.runner import run_lens
 from experiments.train import protocol as train_protocol
-from nets import distributed
+from nets import autotune, distributed
 from nets.checkpoint import CheckpointError
 from nets.data import DatasetNotPreparedError
 from nets.train import NonFiniteLossError
@@ -71,6 +71,8 @@ def resolve(config: ml_collections.ConfigDict, overrides: dict | None = None):
     merged = config_lib.merge(config_lib.merge(reference, file_values), over_values)
     if "train" in merged:  # one line now, not a traceback after an epoch of work
         train_protocol.train_spec(merged.train)
+    if "model" in merged:
+        train_protocol.check_model(merged.model)
     return merged, run_task, axes
 
 
@@ -107,7 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="folder of JAX's persistent compilation cache (default: "
                              f"${compile_cache.ENV} or ~/.cache/cnn-uncertainty/jax)")
     parser.add_argument("--no-compile-cache", action="store_true",
-                        help="compile everything afresh (no persistent compilation cache)")
+                        help="compile everything afresh (no persistent compilation cache, and no "
+                             "autotune records; CNN_UNCERTAINTY_AUTOTUNE=0 turns autotune off)")
     parser.add_argument("--overwrite", action="store_true",
                         help="the run folder holds a different run: delete it and start again")
     parser.add_argument("--resume-anyway", action="store_true",
@@ -133,7 +136,9 @@ def main(argv: list[str] | None = None) -> dict:
     except config_lib.ConfigError as e:
         parser.exit(2, f"config error: {e}\n")
     if not args.no_compile_cache:
-        compile_cache.enable(args.compile_cache or compile_cache.default_dir())
+        folder = compile_cache.enable(args.compile_cache or compile_cache.default_dir())
+        if folder is not None:  # CPU convolution forms timed once per machine (nets.autotune)
+            autotune.set_dir(folder / "autotune")
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     workdir = Path(args.workdir or Path.cwd() / "runs" / Path(args.config).stem)

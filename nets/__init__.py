@@ -9,12 +9,15 @@ Modules: ``data`` (digits, mnist5k, TFDS, synthetic), ``models`` (LeNet-5, AlexN
 MLP: flax modules whose layers can be captured or run as slices), ``conv`` (exact
 convolutions with CPU-fast paths), ``train`` (S models side by side in one vmapped step),
 ``adversarial`` (the PGD-AT and TRADES objectives ``train`` can use),
-``evaluate`` (chunked logits and accuracy), ``batching`` (pad-to-chunk), ``sharding`` (meshes: models x data, data), ``checkpoint``
+``evaluate`` (chunked logits and accuracy), ``batching`` (pad-to-chunk), ``sharding`` (meshes: models x data, data), ``stream`` (host-kept datasets fed in
+prefetched device batches), ``autotune`` (per-machine choice among equivalent forms, e.g.
+CPU convolutions; on once a record folder is set), ``checkpoint``
 (orbax), ``distributed`` (several hosts), ``xla`` (compiler options).
 """
 
 from nets import (
     adversarial,
+    autotune,
     batching,
     checkpoint,
     data,
@@ -22,12 +25,13 @@ from nets import (
     evaluate,
     models,
     sharding,
+    stream,
     train,
 )
 from nets.data import Dataset, DatasetNotPreparedError
-from nets.models import Net, count_params, get_model, init_params
+from nets.models import COMPUTE_DTYPES, Net, count_params, get_model, init_params
 from nets.train import NonFiniteLossError, StepTracker, TrainSpec, fit, select
 
-__all__ = ["Dataset", "DatasetNotPreparedError", "Net", "NonFiniteLossError", "StepTracker", "TrainSpec",
-           "adversarial", "batching", "checkpoint", "count_params", "data", "distributed", "evaluate", "fit",
-           "get_model", "init_params", "models", "select", "sharding", "train"]
+__all__ = ["COMPUTE_DTYPES", "Dataset", "DatasetNotPreparedError", "Net", "NonFiniteLossError", "StepTracker", "TrainSpec",
+           "adversarial", "autotune", "batching", "checkpoint", "count_params", "data", "distributed", "evaluate", "fit",
+           "get_model", "init_params", "models", "select", "sharding", "stream", "train"]

