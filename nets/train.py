@@ -44,6 +44,7 @@ State layout (a plain dict, big_vision style)::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -64,6 +65,7 @@ from nets.distributed import fetch
 from nets.evaluate import accuracy, placed
 from nets.models import Net, init_params
 from nets.sharding import data_devices, model_mesh  # noqa: F401  (re-exported: train.model_mesh)
+from nets.stream import batches as host_batches
 from nets.xla import compiler_options
 
 Array = jax.Array
@@ -127,6 +129,9 @@ class TrainSpec:
     checkpoint_every: int = 1
     # "auto": "scan" on an accelerator, "python" on CPU (resolve_loop); or either by name
     loop: str = "auto"
+    # keep the train set in host memory and feed prefetched batches (one too large for
+    # the device; nets.stream): the same batches, so the same numbers
+    host_data: bool = False
     # Adversarial training (nets.adversarial): "none" | "pgd" (Madry et al. 2018) |
     # "trades" (Zhang et al. 2019), Linf, inputs in [0, 1]. eps 0.1 by default, not
     # MNIST's 0.3: the digits are 8x8 scans with 17 grey levels (steps of 1/16) upsampled
@@ -369,6 +374,14 @@ class EpochFn:
         self._step = jax.jit(one_step_at, donate_argnums=0, compiler_options=options)
         self._epoch = jax.jit(one_epoch, donate_argnums=0, compiler_options=options)
 
+        def fed_step(states, images, labels):  # an (S, B, ...) batch sent from the host
+            batch = constrain((images, labels), P("models", "data"))
+            states, metrics = jax.vmap(step)(states, *batch)
+            return constrain((states, metrics), P("models"))
+
+        self._fed_step = jax.jit(fed_step, donate_argnums=0, compiler_options=options)
+        self.mesh = mesh
+
     def __call__(self, states: State, images: Array, labels: Array, epoch: int):
         if self.loop == "scan":
             return self._epoch(states, images, labels, epoch)
@@ -376,6 +389,17 @@ class EpochFn:
         metrics = []
         for i in range(order.shape[1]):
             states, m = self._step(states, images, labels, order, i)
+            metrics.append(m)
+        return states, jax.tree.map(lambda *ms: jnp.stack(ms, axis=1), *metrics)
+
+    def from_host(self, states: State, train: Dataset, epoch: int, prefetch: int = 2):
+        """One epoch over a dataset kept on the host (one too large for the device): the
+        batches of ``__call__``, gathered on the host and sent ``prefetch`` batches ahead
+        (:func:`nets.stream.batches`), each model's in the order of its key."""
+        metrics = []
+        for images, labels in host_batches(train, self.batch_size, states["key"], epoch=epoch,
+                                           prefetch=prefetch, mesh=self.mesh):
+            states, m = self._fed_step(states, images, labels)
             metrics.append(m)
         return states, jax.tree.map(lambda *ms: jnp.stack(ms, axis=1), *metrics)
 
@@ -458,6 +482,10 @@ def fit(
     divide uses the largest count that does). The numbers are those of one device up to
     float rounding.
 
+    With ``spec.host_data`` the train set stays in host memory (one too large for the device)
+    and every step's batch is gathered there and sent ahead (:meth:`EpochFn.from_host`):
+    the same batches, so the same numbers up to float rounding.
+
     Each history record is ``{"epoch", "step", "train_loss": [S], "test_accuracy": [S],
     ...}`` plus whatever ``on_epoch(epoch, states)`` returns (e.g. weight statistics).
     Every record is passed to ``log`` as it is made. With ``checkpoint_dir`` the state
@@ -503,11 +531,16 @@ def fit(
     mesh = model_mesh(len(seeds), spec.batch_size)
     epoch_fn = make_epoch_fn(net, optimizer, spec.batch_size, regularizer, spec.loop,
                              adversarial, step_tracker, mesh)
-    states, (images, labels) = shard_models(states, (train.images, train.labels), mesh)
+    if spec.host_data:  # the train set stays on the host, fed batch by batch (nets.stream)
+        states, _ = shard_models(states, (), mesh)
+        run_epoch = functools.partial(epoch_fn.from_host, train=train)
+    else:
+        states, (images, labels) = shard_models(states, (train.images, train.labels), mesh)
+        run_epoch = functools.partial(epoch_fn, images=images, labels=labels)
     test = placed(test) if test is not None else None  # on the devices once, not every eval
     try:
         for epoch in range(start, spec.epochs):
-            states, metrics = epoch_fn(states, images, labels, epoch)
+            states, metrics = run_epoch(states, epoch=epoch)
             metrics = fetch(metrics)
             check_finite(metrics, epoch, seeds, lambda: _saved(ckpt))
             record = {
