@@ -35,16 +35,23 @@ The second is negligible off the units near their kink: by Price's theorem
 |W_ij| <= |S_ij| min(q_i, q_j). Units with q_i <= ``tol`` (default the dtype's eps, the
 relative rounding of S_ij itself: |h| > 5.2 in float32, > 8.1 in float64) are dropped
 from W; the others are sorted to the front and W is evaluated only on the tiles of
-``EXACT_TILE`` x ``EXACT_TILE`` units among them (S on those tiles only, A_I Sigma A_J^T;
-each tile with the one bivariate cdf rule its largest |rho| needs), each tile's
-B_I W_IJ B_J^T summed. On 784 -> 1024 -> 10 at sigma 0.1 about 300 of the 1024 units
-take part (the others have |h| > 5.2): the pairs and the S products shrink ~10x; the
-exact moments ran 23x faster than 10^4-sample Monte Carlo on the shared 2-core machine
-under load, 13.5x when it was quiet (Monte Carlo's matmuls use both cores, this loop
-mostly one), against 2x for the full pairwise C (benchmarks/analytic_bench.py, issue
-16). W is ~85% of the time; it grows with sigma (more units near their kink). Same
-values to rounding
-(tests/analytic/test_affine_relu_affine.py); derivatives from the dense form.
+``EXACT_TILE`` x ``EXACT_TILE`` units among them (``SMALL_TILE`` in layers of at most
+``SMALL_LAYER`` units), each tile's B_I W_IJ B_J^T summed. Each tile takes one formula:
+
+* Mehler's expansion (:mod:`analytic.mehler`) when its largest |rho| is at most
+  ``MEHLER_RHO``, with as many terms as the Cauchy-Schwarz truncation bound needs
+  (products only; 13 terms at |rho| <= 0.3 in float32);
+* else the bivariate cdf rule its largest |rho| needs (Genz's 6, 12 or 20 nodes), or
+  with a |rho| >= 0.925 pair the elementwise form.
+
+S on a tile is A_I Sigma A_J^T, or a slice of S when it is known: a batch that shares
+A and Sigma (a one-hidden-layer net, :func:`batched_moments` with ``shared_lin`` and
+``shared_cov``) computes S once, and a small layer computes it once per input. On
+784 -> 1024 -> 10 at sigma 0.1 about 300 of the 1024 units take part (the others have
+|h| > 5.2), and every tile's |rho| is below 0.3. Timings: benchmarks/analytic_bench.py
+and README (issue 16). Same values to rounding (tests/analytic/
+test_affine_relu_affine.py, tests/analytic/test_mehler.py); derivatives from the dense
+form.
 
 Sigma is a scalar (isotropic variance), a vector or an array of ``mu``'s shape (per-input
 variances: a diagonal covariance) or a full (d, d) matrix on the flattened input.
@@ -76,7 +83,13 @@ Array = jax.Array
 METHODS = ("exact", "zero_mean", "diagonal", "batch_moments", "series")
 EXACT_TILE = 64  # units per tile of the W part of the exact covariance
 MEHLER_RHO = 0.6  # tiles whose largest |rho| is at most this take Mehler's expansion
-SHARED_S_BYTES = 256 * 2**20  # the largest A Sigma A^T a batch sharing A and Sigma keeps
+MEHLER_LENGTHS = (8, 16, 24, 32, 48, 70)  # its static lengths (capped at MEHLER_RHO's)
+SHARED_S_BYTES = 256 * 2**20
+# layers of at most SMALL_LAYER units: S once per input and tiles of SMALL_TILE units (on
+# LeNet-5's 84, with 4-25 units near their kink, W took 33 ms per 100 images in tiles of
+# 16 against 79 ms in tiles of 64; shared 2-core CPU, loaded)
+SMALL_LAYER = 2 * EXACT_TILE
+SMALL_TILE = 16  # the largest A Sigma A^T a batch sharing A and Sigma keeps
 
 
 class Moments(NamedTuple):
@@ -241,11 +254,16 @@ def _w_item(A: Array, cov: Array, m: Array, s: Array, active: Array, B: Array, S
             return w - mean_w[ii][:, None] * mean_w[jj][None, :]
         return rule
 
-    def series(x):
-        *_, rho, terms, _, _, (vi, vj) = x
-        return mehler.covariance(vi, vj, rho, terms)
+    def series(terms):
+        def rule(x):
+            *_, rho, _, _, _, (vi, vj) = x
+            return mehler.covariance(vi, vj, rho, terms)
+        return rule
 
-    rules = [quadrature(c) for c in (0, 1, 2, 5)] + [series]
+    # the expansion in a few static lengths (each one fused pass): the shortest that
+    # reaches the tile's bound
+    lengths = sorted({min(b, limit) for b in MEHLER_LENGTHS})
+    rules = [quadrature(c) for c in (0, 1, 2, 5)] + [series(k) for k in lengths]
 
     have_s = S.ndim == 2
     if have_s:  # one gather of rows; each tile gathers its columns
@@ -275,7 +293,8 @@ def _w_item(A: Array, cov: Array, m: Array, s: Array, active: Array, B: Array, S
         vj = jax.lax.dynamic_slice_in_dim(v_sorted, tj[t] * tile, tile)
         # per-unit arguments stay (tile, 1) and (1, tile): their per-unit terms (h, phi(h),
         # Phi(h)) are computed once per unit, not once per pair
-        rule = jnp.where(terms <= limit, 4, jnp.minimum(cls.max(), 3))
+        length = jnp.searchsorted(jnp.asarray(lengths), terms)  # len(lengths): too many
+        rule = jnp.where(terms <= limit, 4 + length, jnp.minimum(cls.max(), 3))
         w = jax.lax.switch(rule, rules, (ai, aj, si, sj, rho, terms, ii, jj, (vi, vj)))
         w = jnp.where(same, var_w[ii][:, None], w)
         c = mm(mm(B[:, ii], w), B[:, jj].T)
@@ -334,11 +353,13 @@ def exact_output_cov(A: Array, cov: Array, m: Array, B: Array, *, tol: float | N
     forming S or C (module docstring). ``cov``: Sigma as a scalar, a (d,) vector or a
     (d, d) matrix; ``tol``: the q = Phi(-|h|) below which a unit leaves W (None: the
     dtype's eps; 0 keeps every unit with s > 0); ``tile``: units per tile (None:
-    ``EXACT_TILE``); ``S``: A Sigma A^T when it is already known (a batch that shares A
+    ``SMALL_TILE`` for at most ``SMALL_LAYER`` units, else ``EXACT_TILE``); ``S``: A Sigma A^T when it is already known (a batch that shares A
     and Sigma computes it once, :func:`batched_moments`), else each tile computes its
     block."""
     S = jnp.zeros((), A.dtype) if S is None else S
-    out = _exact_cov(A, cov, m, B, S, tol, EXACT_TILE if tile is None else tile)
+    if tile is None:  # a small layer's few active units fill 16-unit tiles with less waste
+        tile = SMALL_TILE if A.shape[0] <= SMALL_LAYER else EXACT_TILE
+    out = _exact_cov(A, cov, m, B, S, tol, tile)
     return (out + out.T) / 2
 
 
@@ -373,6 +394,8 @@ def _moments(lin: Linearization, mu: Array, cov: Array, method: str,
         A = lin.A
         cov = _input_cov(cov, mu, A.shape[1], A.dtype)
         m = mm(A, jnp.asarray(mu).reshape(-1)) + lin.c1
+        if S is None and A.shape[0] <= SMALL_LAYER:
+            S = _sandwich(A, A, cov)
         s = _sqrt(_row_var(A, cov) if S is None else jnp.diagonal(S))
         return Moments(mm(lin.B, relu.relu_mean(m, s)) + lin.c2,
                        exact_output_cov(A, cov, m, lin.B, S=S))
