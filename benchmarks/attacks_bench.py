@@ -1,6 +1,7 @@
 """PGD throughput: ours vs foolbox (same JAX model) vs torchattacks (same net in PyTorch).
 
     python benchmarks/attacks_bench.py [--images 1000] [--steps 40] [--repeats 3]
+                                       [--torch-device cuda]
 
 Work: PGD-40 Linf, eps 0.3, step 0.01, random start, untargeted, on ``--images`` digits
 images (train and test pooled) with a LeNet-5 trained for 5 epochs. The three run the same
@@ -8,6 +9,9 @@ network: foolbox wraps our jitted JAX model; torchattacks attacks a PyTorch LeNe
 same weights (checked: same logits). Each is run once untimed (compilation / warm-up), then
 ``--repeats`` times; the median wall time is reported, with images/s, robust accuracy
 (a sanity check that all three do the same attack) and the speedup of ours over each peer.
+PyTorch runs on ``--torch-device`` (default: cuda when it sees a GPU, else cpu), the model
+and images moved there once; its timed call ends with ``torch.cuda.synchronize`` and the
+copy back to the host, as ours ends with ``block_until_ready`` and ``np.asarray``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ import jax.numpy as jnp
 
 from attacks.common import model_logits_fn
 from attacks.gradient import pgd
-from benchmarks.peers import torch_lenet5
+from benchmarks.peers import (
+    add_torch_device_arg,
+    check_same_logits,
+    describe_torch_device,
+    torch_device,
+    torch_lenet5,
+    torch_sync,
+)
 from nets import data, models, train
 
 EPS, ALPHA = 0.3, 0.01
@@ -49,7 +60,11 @@ def main(argv=None) -> None:
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
+    add_torch_device_arg(ap)
     args = ap.parse_args(argv)
+    device = torch_device(args.torch_device)
+    print(f"torch device: {describe_torch_device(device)}; "
+          f"jax on {jax.devices()[0].platform}", flush=True)
 
     tr, te = data.load("digits", "train"), data.load("digits", "test")
     net = models.lenet5()
@@ -86,24 +101,24 @@ def main(argv=None) -> None:
         import torchattacks
 
         torch.set_num_threads(os.cpu_count())
-        model = torch_lenet5(params)
-        xt = torch.from_numpy(x_np).permute(0, 3, 1, 2).contiguous()
-        yt = torch.from_numpy(y_np).long()
-        with torch.no_grad():
-            diff = np.abs(model(xt).numpy() - np.asarray(fn(x))).max()
-        assert diff < 1e-4, f"torch copy of the model differs: {diff}"
+        model = torch_lenet5(params, device=device)
+        xt = torch.from_numpy(x_np).permute(0, 3, 1, 2).contiguous().to(device)
+        yt = torch.from_numpy(y_np).long().to(device)
+        check_same_logits(model, xt, np.asarray(fn(x)), device, jax.devices()[0].platform)
         atk = torchattacks.PGD(model, eps=EPS, alpha=ALPHA, steps=args.steps, random_start=True)
 
         def torch_run():
-            return atk(xt, yt).permute(0, 2, 3, 1).numpy()
+            xa = atk(xt, yt)
+            torch_sync(device)
+            return xa.permute(0, 2, 3, 1).cpu().numpy()
 
         rows["torchattacks (torch)"] = timed(torch_run, args.repeats)
     except ImportError:
         print("torch/torchattacks not installed: skipped")
 
     print(f"\nPGD-{args.steps} Linf eps={EPS} step={ALPHA}, {args.images} images, LeNet-5, "
-          f"{os.cpu_count()} CPU cores, jax {jax.__version__} on {jax.devices()[0].platform}; "
-          f"median of {args.repeats} after a warm-up")
+          f"{os.cpu_count()} CPU cores, jax {jax.__version__} on {jax.devices()[0].platform}, "
+          f"torch on {device}; median of {args.repeats} after a warm-up")
     ours_t = rows["ours (jax)"][0]
     print(f"{'implementation':24s} {'seconds':>8s} {'images/s':>9s} {'robust acc':>10s} "
           f"{'ours is x faster':>16s}")

@@ -2,6 +2,7 @@
 
     python benchmarks/autoattack_bench.py [--images 1000] [--eps 0.3] [--adversarial]
     python benchmarks/autoattack_bench.py --members fab-t,fab --skip-ensemble --images 200
+    python benchmarks/autoattack_bench.py --torch-device cpu   # PyTorch on the CPU
 
 Work: the standard AutoAttack (APGD-CE, APGD-T with 9 targets, FAB-T with 9 targets,
 Square with 5,000 queries; ``--steps`` iterations each, 100 as the reference), Linf, on ``--images`` test images of
@@ -11,7 +12,9 @@ the later members have robust images to work on; a standard model is broken almo
 entirely by APGD-CE).
 torchattacks attacks a PyTorch LeNet-5 with the same weights (logits checked equal),
 with the same members and budgets (``torchattacks.AutoAttack`` itself would run 10
-iterations per member, its members' default).
+iterations per member, its members' default). PyTorch runs on ``--torch-device`` (default:
+cuda when it sees a GPU, else cpu), the model and images moved there once; its clocks are
+read after ``torch.cuda.synchronize``.
 
 Printed: wall time of ours (first call, with compilation, and second call), of
 torchattacks (one call), the speed ratio, the robust accuracy of both with our running
@@ -38,7 +41,14 @@ import jax
 import jax.numpy as jnp
 
 from attacks import autoattack, model_logits_fn
-from benchmarks.peers import torch_lenet5
+from benchmarks.peers import (
+    add_torch_device_arg,
+    check_same_logits,
+    describe_torch_device,
+    torch_device,
+    torch_lenet5,
+    torch_sync,
+)
 from nets import data, models, train
 
 
@@ -71,7 +81,12 @@ def main(argv=None) -> None:
     ap.add_argument("--skip-ensemble", action="store_true",
                     help="with --members: only the members alone (e.g. --members fab-t "
                          "--images 200: torchattacks' FAB is slow)")
+    add_torch_device_arg(ap)
     args = ap.parse_args(argv)
+    device = "cpu" if args.no_torch else torch_device(args.torch_device)
+    if not args.no_torch:
+        print(f"torch device: {describe_torch_device(device)}; "
+              f"jax on {jax.devices()[0].platform}", flush=True)
 
     tr, te = data.load(args.data, "train"), data.load(args.data, "test")
     net = models.lenet5(num_classes=tr.num_classes)
@@ -96,7 +111,7 @@ def main(argv=None) -> None:
     if args.skip_ensemble:
         if not args.members:
             raise SystemExit("--skip-ensemble needs --members")
-        model, xt, yt = _torch_model(params, tr.num_classes, x_np, y_np, fn, x)
+        model, xt, yt = _torch_model(params, tr.num_classes, x_np, y_np, fn, x, device)
         compare_members(fn, model, x, y, xt, yt, args.eps, args.steps, tr.num_classes,
                         args.members.split(","))
         return
@@ -125,16 +140,19 @@ def main(argv=None) -> None:
     except ImportError:
         print("torch/torchattacks not installed: skipped (see benchmarks/README.md)")
         return
-    model, xt, yt = _torch_model(params, tr.num_classes, x_np, y_np, fn, x)
+    model, xt, yt = _torch_model(params, tr.num_classes, x_np, y_np, fn, x, device)
     atk = torch_autoattack(model, args.eps, args.steps, tr.num_classes)
+    torch_sync(device)
     t0 = time.perf_counter()
     adv = atk(xt, yt)
+    torch_sync(device)
     theirs_s = time.perf_counter() - t0
     with torch.no_grad():
-        theirs = (model(adv).argmax(1) == yt).numpy()
+        theirs = (model(adv).argmax(1) == yt).cpu().numpy()
     linf = float((adv - xt).abs().max())
     d, lo, hi, b, c = paired_difference(ours.robust, theirs)
-    print(f"torchattacks: {theirs_s:.1f} s; robust accuracy {theirs.mean():.3f} (max linf {linf:.4f})")
+    print(f"torchattacks ({device}): {theirs_s:.1f} s; robust accuracy {theirs.mean():.3f} "
+          f"(max linf {linf:.4f})")
     print(f"ours is {theirs_s / second:.2f}x faster (second call; {theirs_s / first:.2f}x "
           f"counting our compilation)")
     print(f"agreement: robust accuracy ours - torchattacks = {d:+.4f} [{lo:+.4f}, {hi:+.4f}] "
@@ -144,18 +162,17 @@ def main(argv=None) -> None:
                         args.members.split(","))
 
 
-def _torch_model(params, num_classes: int, x_np: np.ndarray, y_np: np.ndarray, fn, x):
-    """The PyTorch LeNet-5 with ``params`` and the images as NCHW tensors (its logits
-    checked equal to ours)."""
+def _torch_model(params, num_classes: int, x_np: np.ndarray, y_np: np.ndarray, fn, x,
+                 device: str = "cpu"):
+    """The PyTorch LeNet-5 with ``params`` and the images as NCHW tensors, all on
+    ``device`` (its logits checked equal to ours)."""
     import torch
 
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", os.cpu_count())))
-    model = torch_lenet5(params, num_classes=num_classes)
+    model = torch_lenet5(params, num_classes=num_classes, device=device)
     xt = torch.from_numpy(np.ascontiguousarray(x_np)).permute(0, 3, 1, 2).contiguous()
-    yt = torch.from_numpy(y_np).long()
-    with torch.no_grad():
-        diff = np.abs(model(xt).numpy() - np.asarray(fn(x))).max()
-    assert diff < 1e-4, f"torch copy of the model differs: {diff}"
+    xt, yt = xt.to(device), torch.from_numpy(y_np).long().to(device)
+    check_same_logits(model, xt, np.asarray(fn(x)), device, jax.devices()[0].platform)
     return model, xt, yt
 
 
@@ -218,11 +235,13 @@ def compare_members(fn, model, x, y, xt, yt, eps: float, steps: int, num_classes
         xa = jax.block_until_ready(run())
         ours_s = time.perf_counter() - t0
         mine = outcome(fn, x, y, xa, norm="linf").robust
+        torch_sync(xt.device)
         t0 = time.perf_counter()
         adv = theirs[name](xt, yt)
+        torch_sync(xt.device)
         theirs_s = time.perf_counter() - t0
         with torch.no_grad():
-            other = (model(adv).argmax(1) == yt).numpy()
+            other = (model(adv).argmax(1) == yt).cpu().numpy()
         d, lo, hi, _, _ = paired_difference(mine, other)
         print(f"{name:8s} {ours_s:7.1f} {theirs_s:8.1f} {mine.mean():8.3f} {other.mean():10.3f}"
               f"  {d:+.4f} [{lo:+.4f}, {hi:+.4f}]  (load "

@@ -16,8 +16,10 @@
 # minutes on a busy 2-core machine); the figures then mean nothing. LOGDIR (default
 # /tmp/bench_device) keeps each benchmark's full output, NAME.log. --only runs the named
 # ones (train, pgd, autoattack, som, analytic, propagate, weights, precision).
-# PYTHON picks the interpreter (default python3). The PyTorch and MiniSom peers run on the
-# CPU (the scripts put nothing on CUDA): the ratios are ours on the GPU vs them on its CPU.
+# PYTHON picks the interpreter (default python3). The PyTorch peers (train, pgd, autoattack)
+# run on the GPU when PyTorch sees one (each script's --torch-device, default cuda if
+# torch.cuda.is_available(), else cpu; the header says which); MiniSom (numpy) and the
+# authors' PyTorch moments code (analytic, float64) run on the CPU.
 set -uo pipefail
 
 quick=${QUICK:-0}
@@ -43,11 +45,25 @@ if [[ -n ${WHEELS:-} ]]; then
   "$py" -m pip install -q --no-index --no-deps --no-build-isolation -e . || exit 1
 fi
 
+# Where each side runs: JAX's first device, and the device the PyTorch peers take by
+# default (the scripts' --torch-device: cuda when PyTorch sees a GPU).
+"$py" -c '
+import importlib.util
+from benchmarks.peers import describe_torch_device, torch_device
+torch = describe_torch_device(torch_device()) if importlib.util.find_spec("torch") else "none (torch not installed)"
+try:
+    import jax
+    where = f"{jax.devices()[0].platform} ({jax.devices()[0].device_kind}, {jax.device_count()} devices)"
+except Exception as err:  # a header line, not a check
+    where = f"not importable ({err})"
+print(f"== jax on {where}; torch peers on {torch}")
+' 2>/dev/null || echo "== devices: could not be determined (see the logs)"
+
 # name | script | full-size flags (GPU) | --quick flags | seconds allowed (full) | summary lines
 benches=(
-  "train|train_bench.py|--images 10000 --batch 128 --epochs 3|--images 1280 --batch 128 --epochs 1|35|^(ours|plain|torch) |vs torch ="
-  "pgd|attacks_bench.py|--images 1000 --steps 40 --repeats 3|--images 100 --steps 10 --repeats 1|35|^(ours|foolbox|torchattacks) \\("
-  "autoattack|autoattack_bench.py|--images 1000 --steps 100|--images 64 --steps 10 --epochs 1|70|^ours|^torchattacks:|^agreement"
+  "train|train_bench.py|--images 10000 --batch 128 --epochs 3|--images 1280 --batch 128 --epochs 1|35|torch device:|^(ours|plain|torch) |vs torch ="
+  "pgd|attacks_bench.py|--images 1000 --steps 40 --repeats 3|--images 100 --steps 10 --repeats 1|35|^torch device:|^(ours|foolbox|torchattacks) \\("
+  "autoattack|autoattack_bench.py|--images 1000 --steps 100|--images 64 --steps 10 --epochs 1|70|^torch device:|^ours|^torchattacks|^agreement"
   "som|som_bench.py|--repeats 2|--cases small --repeats 1|40|^(small|large) "
   "analytic|analytic_bench.py|--repeats 3 --pair-rounds 2 --workdir $work|--model mlp --hidden 64 --epochs 1 --images 4 --samples 1000 --chunk 500 --ref-images 2 --ref-samples 4000 --repeats 1 --pair-rounds 1 --no-dense --workdir $work|30|^\\| (Monte|exact \\(tiled\\)|series|diagonal|zero_mean|batch)|^paired"
   "propagate|propagate_bench.py|--workdir $work|--models mlp --mlp-hidden 32 --sigmas 0.1 --images 2 --samples 1000 --ref-samples 4000 --workdir $work|30|^\\| (lenet5|mlp)"

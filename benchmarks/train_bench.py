@@ -1,6 +1,7 @@
-"""LeNet-5 training throughput on this CPU: our epoch function vs plain Flax/optax vs PyTorch.
+"""LeNet-5 training throughput on this machine: our epoch function vs plain Flax/optax vs PyTorch.
 
     python benchmarks/train_bench.py [--images N] [--batch B] [--epochs E] [--ablate] [--no-torch]
+                                     [--torch-device DEVICE]
 
 Three implementations train the same LeNet-5 (conv 6@5x5 SAME, ReLU, 2x2 max pool,
 conv 16@5x5 VALID, ReLU, pool, fc 120, 84, 10) with Adam (lr 1e-3) and softmax
@@ -13,7 +14,9 @@ cross-entropy on the same synthetic data (seeded numpy, 28x28x1 float32 in [0, 1
   (``lax.reduce_window``), a ``jax.jit`` train step called from a Python loop that feeds a
   numpy batch every step.
 * ``torch``: the same network in PyTorch (NCHW; the data are permuted once, up front),
-  the standard ``zero_grad / backward / step`` loop, ``torch.set_num_threads(os.cpu_count())``.
+  the standard ``zero_grad / backward / step`` loop, ``torch.set_num_threads(os.cpu_count())``,
+  on ``--torch-device`` (default: cuda when PyTorch sees a GPU, else cpu; the data moved
+  there once, each step's batch indices uploaded and gathered there).
 
 Every implementation does the same work per epoch: ``N // B`` steps of ``B`` images (the
 last partial batch is dropped), each step gathering its batch from a fresh permutation.
@@ -22,7 +25,8 @@ JIT compilation, and oneDNN's primitive creation for torch); its time is printed
 separately. The timed epochs are then run round-robin (ours, plain, torch, then the next
 epoch with the order rotated) so that a load change on the machine hits all of them
 alike, and the median epoch time is reported. The JAX clocks stop only after
-``jax.block_until_ready`` on the new parameters, optimizer state and loss. The column
+``jax.block_until_ready`` on the new parameters, optimizer state and loss; torch's after
+``torch.cuda.synchronize`` (on a GPU) and ``loss.item()``. The column
 ``others`` is the largest share of the CPUs that other processes used during one of the
 row's timed epochs (from /proc/stat): on a small machine a busy neighbour inflates every
 row, torch's most (its OpenMP threads spin at barriers), so read rows with a high share
@@ -57,7 +61,13 @@ import optax
 from jax import lax
 
 from benchmarks.machine import cpu_model
-from benchmarks.peers import torch_lenet5
+from benchmarks.peers import (
+    add_torch_device_arg,
+    describe_torch_device,
+    torch_device,
+    torch_lenet5,
+    torch_sync,
+)
 from nets.conv import conv2d
 from nets.models import lenet5, max_pool
 from nets.train import TrainSpec, init_states, make_epoch_fn, make_optimizer
@@ -161,25 +171,27 @@ def make_plain(images: np.ndarray, labels: np.ndarray, batch: int) -> Runner:
 # -------------------------------------------------------------------------- torch
 
 
-def make_torch(images: np.ndarray, labels: np.ndarray, batch: int) -> Runner:
+def make_torch(images: np.ndarray, labels: np.ndarray, batch: int, device: str = "cpu") -> Runner:
     import torch
 
+    DESCRIPTION["torch"] = f"PyTorch eager on {device}, zero_grad/backward/step"
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
-    model = torch_lenet5(num_classes=NUM_CLASSES)
+    model = torch_lenet5(num_classes=NUM_CLASSES, device=device)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW, once
-    y = torch.from_numpy(labels).long()
+    x, y = x.to(device), torch.from_numpy(labels).long().to(device)
 
     def run(epoch: int) -> float:
         loss = None
         for idx in batch_order(len(images), batch, epoch):
-            idx = torch.from_numpy(idx)
+            idx = torch.from_numpy(idx).to(device)
             opt.zero_grad()
             loss = loss_fn(model(x[idx]), y[idx])
             loss.backward()
             opt.step()
+        torch_sync(device)
         return loss.item()
 
     return run
@@ -443,13 +455,15 @@ def contention_note(res: dict[str, dict]) -> str:
     return note
 
 
-def header(args, steps: int) -> None:
-    print("LeNet-5 training throughput, one process, same CPU")
+def header(args, steps: int, device: str) -> None:
+    print("LeNet-5 training throughput, one process, same machine")
     print(f"  {cpu_model()}, os.cpu_count()={os.cpu_count()}, "
           f"load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"  jax {jax.__version__} (backend {jax.default_backend()}), flax {flax.__version__}, "
           f"optax {optax.__version__}, {torch_version() or 'torch not importable'}")
     print(f"  XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    if not args.no_torch:
+        print(f"  torch device: {describe_torch_device(device)}")
     print(f"  {args.images} synthetic images, batch {args.batch}: {steps} steps = "
           f"{steps * args.batch} images per epoch; Adam lr {LR}; {args.epochs} timed epochs per "
           f"implementation after 1 untimed warm-up epoch (compile), round-robin")
@@ -464,20 +478,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ablate-images", type=int, default=2560,
                     help="images per epoch for the ablation (per-step times do not depend on it)")
     ap.add_argument("--no-torch", action="store_true")
+    add_torch_device_arg(ap)
     args = ap.parse_args(argv)
+    device = torch_device(args.torch_device)
     if args.images < args.batch:
         ap.error("--images must be at least --batch")
     steps = args.images // args.batch
     per_epoch = steps * args.batch
     images, labels = synthetic(args.images)
-    header(args, steps)
+    header(args, steps, device)
 
     runners: dict[str, Runner] = {
         "ours": make_ours(images, labels, args.batch),
         "plain": make_plain(images, labels, args.batch),
     }
     if not args.no_torch and torch_version() is not None:
-        runners["torch"] = make_torch(images, labels, args.batch)
+        runners["torch"] = make_torch(images, labels, args.batch, device)
     res = measure(runners, args.epochs)
 
     ref = res.get("torch")
@@ -503,12 +519,12 @@ def main(argv: list[str] | None = None) -> None:
                     for name, _, kw in ABLATIONS}
         variants["ours"] = make_ours(images, labels, args.batch)
         if "torch" in runners:
-            variants["torch"] = make_torch(images, labels, args.batch)
+            variants["torch"] = make_torch(images, labels, args.batch, device)
         abl = measure(variants, args.epochs, log=lambda *a: None)
         base = abl["A plain"]["median"]
         notes = {name: note for name, note, _ in ABLATIONS}
         notes["ours"] = DESCRIPTION["ours"] + ", nets.models.lenet5"
-        notes["torch"] = "PyTorch"
+        notes["torch"] = f"PyTorch on {device}"
         print(f"{'variant':22s}  {'ms/step':>8s}  {'images/s':>9s}  {'vs A':>6s}  {'warm-up':>7s}"
               f"  {'others':>6s}  what")
         for name, s in abl.items():
