@@ -50,14 +50,12 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh
 
 from attacks.weights import KINDS, TARGETS, check_strength, perturb
 from nets import evaluate
-from nets.batching import pad_rows
 from nets.models import Net
-from nets.sharding import data_mesh, row_multiple
+from nets.sharding import device_blocks, local_data_mesh
 
 Array = jax.Array
 Params = dict
@@ -129,29 +127,6 @@ def _counts_one(
     return jax.vmap(block)(batches).sum(0)  # each device's counts, then an all-reduce
 
 
-def _mesh(mesh: Mesh | None) -> Mesh:
-    """``mesh``, or the ``("data",)`` mesh over every device of this process (each process
-    of a multi-process run sweeps on its own devices; all hold the same data)."""
-    return data_mesh(devices=jax.local_devices()) if mesh is None else mesh
-
-
-def _chunks(images: Array, labels: Array, chunk: int, mesh: Mesh) -> tuple[Array, Array, Array]:
-    """(images, labels, valid) as D device blocks of zero-padded chunks, shape (D, chunks,
-    c, ...) with c = min(chunk, images per device), block ``i`` on device ``i`` of the
-    mesh's ``data`` axis; ``valid`` marks the real rows. The rows are padded to a multiple
-    of D and cut into D contiguous blocks first (free when they are already split over
-    the devices), then each block is padded to a multiple of c."""
-    n_dev = row_multiple(mesh)
-    tree, valid = pad_rows((images, labels), n_dev)
-    tree = jax.tree.map(lambda a: a.reshape(n_dev, -1, *a.shape[1:]), (*tree, valid))
-    c = min(chunk, tree[0].shape[1])
-    tree, _ = jax.vmap(lambda t: pad_rows(t, c))(tree)  # padding: valid False
-    tree = jax.tree.map(lambda a: a.reshape(n_dev, -1, c, *a.shape[2:]), tree)
-    if n_dev > 1:
-        tree = jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, P("data")))
-    return tree
-
-
 @functools.partial(jax.jit, static_argnames=("net", "layer", "settings", "chunk", "k", "stacked",
                                              "mesh"))
 def layer_counts(
@@ -181,7 +156,8 @@ def layer_counts(
     process; a one-device mesh, ``data_mesh(devices=jax.local_devices()[:1])``, keeps the
     sweep on one), with the same counts (module doc).
     """
-    batches = _chunks(images, labels, chunk, _mesh(mesh))
+    batches, valid = device_blocks((images, labels), chunk, local_data_mesh(mesh))
+    batches = (*batches, valid)  # D device blocks of chunks, valid marks the real rows
     count = functools.partial(_counts_one, net, batches=batches, ps=ps, layer=layer,
                               settings=settings, k=k)
     if stacked:  # lax.map, not vmap: see the module docstring

@@ -7,10 +7,15 @@ Two meshes serve the whole toolkit:
 * :func:`data_mesh` -- ``("data",)`` for row-parallel work (evaluation, attacks, SOM
   fits, weight sweeps, moments): the rows of a batch split over every device.
 
-Placing the inputs with :func:`split_rows` (rows) and :func:`replicate` (parameters) is
-all a jitted function needs: XLA's SPMD partitioner splits the computation and inserts
-the reductions, so the numbers equal those of one device up to float rounding. On one
-device every function here is a plain transfer.
+Placing the inputs with :func:`split_rows` (rows) and :func:`replicate` (parameters)
+lets XLA's SPMD partitioner split a jitted computation and insert the reductions, so the
+numbers equal those of one device up to float rounding -- as long as nothing merges the
+rows with another axis: a ``vmap`` over models or eps values that joins the rows into
+one convolution batch makes XLA all-gather them (every device then does all the work).
+Row-independent work of that kind runs under ``jax.shard_map`` over ``("data",)``
+(nets/evaluate.py, attacks/evaluate.py); :func:`device_blocks` gives each device its own
+chunked block for a scan (SOM fits, weight sweeps). On one device every function here is
+a plain transfer.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["data_devices", "data_mesh", "model_mesh", "replicate", "row_multiple", "split_rows"]
+from nets.batching import pad_rows
+
+__all__ = ["data_devices", "data_mesh", "device_blocks", "local_data_mesh", "model_mesh", "replicate",
+           "row_multiple", "split_rows"]
 
 
 def data_devices(available: int, rows: int | None) -> int:
@@ -81,3 +89,28 @@ def split_rows(tree: Any, mesh: Mesh) -> Any:
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Every leaf of ``tree`` placed whole on every device of the mesh."""
     return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def local_data_mesh(mesh: Mesh | None = None) -> Mesh:
+    """``mesh``, or the ``("data",)`` mesh over every device of this process: each process
+    of a multi-process run works on its own devices (all hold the same data)."""
+    return data_mesh(devices=jax.local_devices()) if mesh is None else mesh
+
+
+def device_blocks(tree: Any, chunk: int, mesh: Mesh) -> tuple[Any, jax.Array]:
+    """Every leaf of ``tree`` (N, ...) as (D, C, c, ...) zero-padded chunks, block ``i`` on
+    device ``i`` of the mesh's ``data`` axis, and a (D, C, c) mask of the real rows;
+    c = min(chunk, rows per device).
+
+    The rows are padded to a multiple of D and cut into D contiguous blocks first (a free
+    reshape when they are already split over the devices), then each block is padded to a
+    multiple of c, so every device scans only its own rows (SOM fits, weight sweeps)."""
+    n_dev = row_multiple(mesh)
+    tree, valid = pad_rows(tree, n_dev)
+    blocks = jax.tree.map(lambda a: a.reshape(n_dev, -1, *a.shape[1:]), (tree, valid))
+    c = min(chunk, jax.tree.leaves(blocks)[0].shape[1])
+    (tree, valid), _ = jax.vmap(lambda t: pad_rows(t, c))(blocks)  # padding: valid False
+    tree, valid = jax.tree.map(lambda a: a.reshape(n_dev, -1, c, *a.shape[2:]), (tree, valid))
+    if n_dev > 1:
+        tree, valid = jax.lax.with_sharding_constraint((tree, valid), NamedSharding(mesh, P("data")))
+    return tree, valid

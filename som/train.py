@@ -47,11 +47,9 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh
 
-from nets.batching import pad_rows
-from nets.sharding import data_mesh, row_multiple
+from nets.sharding import device_blocks, local_data_mesh
 from som import checks, schedule
 from som import neighborhood as nb_lib
 from som.bmu import scores
@@ -137,28 +135,11 @@ def train_online(spec: SOMSpec, weights: Array, x: Array, key: Array) -> Array:
     return w
 
 
-def _mesh(mesh: Mesh | None = None) -> Mesh:
-    """``mesh``, or the ``("data",)`` mesh over every device of this process: each process
-    of a multi-process run fits its maps on its own devices (all hold the same data)."""
-    return data_mesh(devices=jax.local_devices()) if mesh is None else mesh
-
-
 def _blocks(x: Array, chunk: int, mesh: Mesh) -> tuple[Array, Array]:
-    """``x`` (N, d) as (D, C, c, d) zero-padded chunks, block ``i`` on device ``i`` of the
-    mesh's ``data`` axis, and a (D, C, c) validity mask; c = min(chunk, rows per device).
-
-    The rows are padded to a multiple of D and cut into D contiguous blocks first (a free
-    reshape when ``x`` is already split over the devices), then each block is padded to a
-    multiple of c, so every device scans only its own rows."""
-    n_dev = row_multiple(mesh)
-    (x, valid), _ = pad_rows((x, jnp.ones(x.shape[0], x.dtype)), n_dev)
-    x, valid = (a.reshape(n_dev, -1, *a.shape[1:]) for a in (x, valid))
-    c = min(chunk, x.shape[1])
-    (x, valid), _ = jax.vmap(lambda t: pad_rows(t, c))((x, valid))  # padding: valid 0
-    x, valid = x.reshape(n_dev, -1, c, x.shape[-1]), valid.reshape(n_dev, -1, c)
-    if n_dev > 1:
-        x, valid = jax.lax.with_sharding_constraint((x, valid), NamedSharding(mesh, P("data")))
-    return x, valid
+    """``x`` (N, d) as (D, C, c, d) device blocks of chunks and a float (D, C, c) mask of
+    the real rows (:func:`nets.sharding.device_blocks`)."""
+    x, valid = device_blocks(x, chunk, mesh)
+    return x, valid.astype(x.dtype)
 
 
 def _voronoi_sums_chunked(w: Array, xs: Array, valid: Array) -> tuple[Array, Array]:
@@ -190,7 +171,7 @@ def voronoi_sums(w: Array, x: Array, chunk: int = 4096,
                  mesh: Mesh | None = None) -> tuple[Array, Array]:
     """(S, n): per-unit sums S_k (M, d) and counts n_k (M,) of the samples whose BMU is k,
     the rows split over the devices of ``mesh`` (default: every device of this process)."""
-    return _voronoi_sums_blocks(w, *_blocks(x, chunk, _mesh(mesh)))
+    return _voronoi_sums_blocks(w, *_blocks(x, chunk, local_data_mesh(mesh)))
 
 
 def _batch_update(w: Array, s: Array, cnt: Array, grid_dist: Array, sigma: Array,
@@ -215,7 +196,7 @@ def train_batch(spec: SOMSpec, weights: Array, x: Array, mesh: Mesh | None = Non
     over the devices of ``mesh`` (default: every device of this process; a
     one-device mesh, ``data_mesh(devices=jax.local_devices()[:1])``, turns it off)."""
     gd = jnp.asarray(spec.grid.distances)
-    xs, valid = _blocks(x.astype(jnp.float32), spec.chunk, _mesh(mesh))  # once
+    xs, valid = _blocks(x.astype(jnp.float32), spec.chunk, local_data_mesh(mesh))  # once
 
     def body(w, t):
         sigma = schedule.decay(spec.decay, spec.sigma_start, spec.sigma_end, t, spec.steps)
