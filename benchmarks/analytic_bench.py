@@ -9,7 +9,10 @@ Trains the model with the ``train`` task's defaults on digits (or restores it fr
 x ~ N(image, sigma^2 I), times (compiled ahead of time, median of repeats):
 
 * the two-stage linearization (one Jacobian per image; shared by every noise level, so
-  the last ratio column amortizes it over a ``--grid``-level noise sweep),
+  the last ratio column amortizes it over a ``--grid``-level noise sweep); a
+  one-hidden-layer ``mlp`` needs none: it is its own Affine-ReLU-Affine form, whose
+  weights every image shares (``analytic.linearize.affine_relu_affine``,
+  ``batched_moments(shared_lin=True)``),
 * the closed-form moments of each method (``analytic.moments.METHODS``: exact (tiled:
   ``analytic.moments.exact_output_cov``), zero_mean, diagonal, batch_moments (the
   authors' released form: exact variances, zero-mean off-diagonals) and series (the
@@ -200,8 +203,17 @@ def main(argv: list[str] | None = None) -> dict:
             f, a[0], v, a[1], samples=samples, chunk=args.chunk), (xs, keys), batch_size=chunk)
 
     lin_c = jax.jit(lin_all).lower(params, x).compile()
-    lins, t_lin = timed(lin_c, params, x, repeats=max(1, args.repeats // 2))
+    lins_all, t_lin = timed(lin_c, params, x, repeats=max(1, args.repeats // 2))
+    # A one-hidden-layer net is its own Affine-ReLU-Affine form (its weights, the same at
+    # every image: analytic.linearize.affine_relu_affine), so the batch shares it
+    # (batched_moments(shared_lin=True): the exact method computes S = A Sigma A^T once)
+    # and there is no linearization to time
+    lins = lins_all
+    shared = [layer.kind for layer in net.layers] == ["flatten", "dense", "relu", "dense"]
+    if shared:
+        lins, t_lin = lin_lib.affine_relu_affine(net, params), 0.0
     rows, out = [], {"model": name, "layer": layer, "images": n, "sigma": args.sigma,
+                     "shared_linearization": shared,
                      "samples": args.samples, "linearize_seconds": t_lin, "methods": {}}
     ref = None
     if args.ref_samples and args.ref_images:
@@ -226,7 +238,8 @@ def main(argv: list[str] | None = None) -> dict:
     results = {}
     for label, method, kw in runs:
         fn = jax.jit(lambda ls, xs, v, method=method, kw=kw: batched_moments(
-            ls, xs, v, method, shared_cov=True, batch_size=mchunk, check=False, **kw))
+            ls, xs, v, method, shared_lin=shared, shared_cov=True, batch_size=mchunk,
+            check=False, **kw))
         c = fn.lower(lins, x, var).compile()
         res, t = timed(c, lins, x, var, repeats=args.repeats)
         results[label] = (t, np.asarray(res.mean),
@@ -237,7 +250,8 @@ def main(argv: list[str] | None = None) -> dict:
     # Paired rounds: Monte Carlo then the exact form, back to back, --pair-rounds times;
     # the ratio of each round is under one load (the machine's load moves MC's time 2x).
     exact_c = jax.jit(lambda ls, xs, v: batched_moments(
-        ls, xs, v, "exact", shared_cov=True, batch_size=mchunk, check=False)).lower(
+        ls, xs, v, "exact", shared_lin=shared, shared_cov=True, batch_size=mchunk,
+        check=False)).lower(
         lins, x, var).compile()
     paired = []
     for _ in range(args.pair_rounds):
@@ -245,7 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
         t_b = timed(exact_c, lins, x, var, repeats=3)[1]
         paired.append(t_a / t_b)
     out["paired_mc_over_exact"] = paired
-    torch_results, torch_note = torch_forms(lins, np.asarray(x), args.sigma ** 2, args.terms)
+    torch_results, torch_note = torch_forms(lins_all, np.asarray(x), args.sigma ** 2, args.terms)
     out["pytorch"] = torch_note
     results.update(torch_results)
 
@@ -270,7 +284,10 @@ def main(argv: list[str] | None = None) -> dict:
               "mean error vs ref", "var error vs ref", "mean error vs MC", "var error vs MC"]
     print(f"{name} (linearized at {layer}), {n} digits test images, sigma={args.sigma}, "
           f"{jnp.asarray(x).dtype}, CPU: {cpu_model()}, {jax.device_count()} "
-          f"{jax.devices()[0].platform} device(s); linearization {t_lin:.3f} s for all images; "
+          f"{jax.devices()[0].platform} device(s); linearization {t_lin:.3f} s "
+          + ("(none: the net is Affine-ReLU-Affine, its weights shared by the batch); " if shared
+             else "for all images; ")
+          + 
           "reference: "
           + (f"MC with {args.ref_samples} samples on {out['reference']['images']} images"
              if ref is not None else "none"))
