@@ -24,6 +24,14 @@ result does not depend on which others are still robust (up to the model's round
 calls of another size).
 Robust accuracy after the ensemble is therefore no higher than after any single member
 run on its own with the same keys (a member can only remove examples from the robust set).
+
+Several devices (``mesh``, e.g. :func:`nets.sharding.data_mesh`; ``robust_accuracy``
+passes it): every jitted call of every member has its rows split over the mesh's ``data``
+axis (:mod:`attacks.split`): APGD-CE, APGD-DLR and FAB as one ``shard_map`` per bucket;
+APGD-T and FAB-T keep their host loops over targets and restarts, each call split;
+Square runs as one program per bucket (its in-program form, the same per-example result
+as the host-packed one, whose calls are closures :mod:`attacks.split` cannot take apart).
+Per-example keys make the results those of one device.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from attacks.apgd import apgd, apgd_t
 from attacks.common import (
@@ -51,7 +60,9 @@ from attacks.common import (
 )
 from attacks.fab import fab
 from attacks.outcome import distance
+from attacks.split import rows_over
 from attacks.square import square
+from nets.sharding import replicate, row_multiple
 
 # Each member: (attack, its settings). Steps and queries are the reference's defaults.
 MEMBERS: dict[str, tuple[Callable[..., Array], dict]] = {
@@ -175,12 +186,14 @@ def autoattack(logits_fn: LogitsFn, x: Array, y: Array, *, eps, norm: str = "lin
                version: str = "standard", attacks: Sequence[str] | None = None,
                settings: dict[str, dict] | None = None, bounds: Bounds = (0.0, 1.0),
                key: Array | None = None, chunk: int | None = None,
-               progress: Callable[[str, float], None] | None = None) -> AutoAttackResult:
+               progress: Callable[[str, float], None] | None = None,
+               mesh: Mesh | None = None) -> AutoAttackResult:
     """AutoAttack of ``x`` (N, ...) with true labels ``y`` at budget ``eps`` in ``norm``.
 
     ``settings`` overrides members' settings, e.g. ``{"square": {"queries": 1000}}``
     (smaller budgets for a quick look; the reference numbers need the defaults).
-    ``progress(name, robust_accuracy)`` is called after each member.
+    ``progress(name, robust_accuracy)`` is called after each member. ``mesh``: split
+    every call's rows over its ``data`` axis (default: one device).
     """
     check_args(eps, bounds, norm, norms=ALL_NORMS)
     if not np.isfinite(float(eps)):
@@ -194,11 +207,29 @@ def autoattack(logits_fn: LogitsFn, x: Array, y: Array, *, eps, norm: str = "lin
             raise ValueError(f"settings for {name!r}, which this run does not use; it runs "
                              f"{[n for n, _, _ in plan]}")
     fn, bounds = as_pytree_fn(logits_fn), tuple(float(b) for b in bounds)
+    split = mesh is not None and row_multiple(mesh) > 1
+    if split:  # the model once on every device; eps an array: a jit argument, not static
+        fn, eps = replicate(fn, mesh), jnp.asarray(eps, x.dtype)
     n = x.shape[0]
     keys = per_example_keys(key, n)
     typed = jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key)
     keys_np = np.asarray(jax.random.key_data(keys) if typed else keys)
-    clean = np.asarray(_predict(fn, x)) == np.asarray(y)
+    with rows_over(mesh if split else None):
+        return _run(fn, x, y, keys_np, typed, plan, settings or {}, eps=eps, norm=norm,
+                    bounds=bounds, chunk=chunk, split=split, progress=progress)
+
+
+def _run(fn, x: Array, y: Array, keys_np: np.ndarray, typed: bool, plan: list,
+         settings: dict, *, eps, norm: str, bounds: Bounds, chunk: int | None, split: bool,
+         progress) -> AutoAttackResult:
+    """The members in turn on the still-robust examples (see :func:`autoattack`)."""
+    n = x.shape[0]
+    predict = functools.partial(_predict, fn)
+    if split:
+        clean = np.asarray(run_bucketed(predict, (np.asarray(x),), _bucket(n, chunk)))
+    else:
+        clean = np.asarray(predict(x))
+    clean = clean == np.asarray(y)
     robust = clean.copy()
     broken_by = np.where(clean, "", "clean").astype(object)
     x_np, y_np = np.asarray(x), np.asarray(y)  # host copies: gathers of any size, no compile
@@ -208,15 +239,14 @@ def autoattack(logits_fn: LogitsFn, x: Array, y: Array, *, eps, norm: str = "lin
         start = time.perf_counter()
         idx = np.flatnonzero(robust)
         if idx.size:
-            kw = {**kw, **(settings or {}).get(name, {})}
+            kw = {**kw, **settings.get(name, {})}
             size = _bucket(idx.size, chunk)
             member = functools.partial(_call, attack, fn, typed, dict(
                 kw, eps=eps, norm=norm, bounds=bounds, chunk=size))
             subset = (x_np[idx], y_np[idx], keys_np[idx])
-            xa = (member(*subset) if name in _PACKS_ITSELF
-                  else run_bucketed(member, subset, size))
-            pred = np.asarray(run_bucketed(functools.partial(_predict, fn), (np.asarray(xa),),
-                                           size))
+            packs = name in _PACKS_ITSELF and not (split and name == "square")
+            xa = member(*subset) if packs else run_bucketed(member, subset, size)
+            pred = np.asarray(run_bucketed(predict, (np.asarray(xa),), size))
             hit = pred != y_np[idx]
             x_adv[idx[hit]] = np.asarray(xa)[hit]
             robust[idx[hit]] = False

@@ -27,6 +27,7 @@ import optax
 from jax.tree_util import Partial
 
 from attacks.l1 import l1_norm, project_l1_box
+from attacks.split import row_mesh, split_call, splittable
 from nets.models import Net
 
 Array = jax.Array
@@ -288,20 +289,23 @@ def run_bucketed(attack: Callable[..., Array], arrays: tuple, size: int,
                  min_rows: int = MIN_BUCKET):
     """``attack(*arrays)`` in the calls of :func:`bucket_sizes` (the last one padded by
     repeating its first row; padded rows dropped). Host numpy or device arrays in, the
-    attack's output pytree (rows in order) out."""
+    attack's output pytree (rows in order) out. Inside :func:`attacks.split.rows_over`
+    each call of a ``functools.partial`` has its rows split over the devices."""
     n = arrays[0].shape[0]
     if n == 0:
         return attack(*arrays)
+    mesh, call = row_mesh(), attack
+    if mesh is not None and splittable(attack):  # inside attacks.split.rows_over
+        call = lambda *rows: split_call(attack, rows, mesh)
     out, start = [], 0
     for rows in bucket_sizes(n, size, min_rows):
         take = np.arange(start, start + rows)
         take = np.where(take < n, take, start)  # padding repeats the call's first row
-        out.append(attack(*(a[take] for a in arrays)))
+        out.append(call(*(a[take] for a in arrays)))
         start += rows
     if len(out) == 1:
         return jax.tree.map(lambda a: a[:n], out[0])
     return jax.tree.map(lambda *parts: jnp.concatenate(parts)[:n], *out)
-
 
 
 # Share of a device's free memory one call may take by XLA's own count of its buffers

@@ -3,7 +3,7 @@
 * Budgeted attacks (FGSM, BIM, PGD, MI-FGSM, APGD, APGD-T, Square) run once per eps;
   the eps grid is a ``vmap`` inside one jitted program per attack.
 * AutoAttack runs once per eps on the host (:mod:`attacks.autoattack`: each member only
-  on the examples still robust).
+  on the examples still robust; with several devices each of its calls split over them).
 * Minimal-perturbation attacks (DeepFool, CW-L2, FAB, FAB-T) run once, unconstrained; an example
   counts as broken at eps when the attack succeeded with ||delta|| <= eps.
 
@@ -11,7 +11,9 @@ Data go through in fixed-size chunks (the last one padded), so memory is bounded
 each attack compiles once whatever the dataset size. With several devices each chunk's
 rows are split over them (:func:`nets.sharding.data_mesh`, ``jax.shard_map``: every
 device attacks its own rows, the chunk a multiple of the device count). The default
-chunk is :data:`CPU_CHUNK` on CPU; elsewhere all rows, unless the device's free memory
+chunk is :data:`CPU_CHUNK` on CPU (with :mod:`nets.autotune` on and one device, the
+faster per example of :data:`CPU_CHUNKS`, timed once per machine: :func:`_tuned_chunk`);
+elsewhere all rows, unless the device's free memory
 (``memory_stats``) holds fewer by XLA's count of the compiled call's buffers
 (:func:`attacks.common.program_bytes`). Every example draws its randomness
 from its own key (``attacks.common.example_keys``), so the results do not depend on the
@@ -51,7 +53,7 @@ from attacks.gradient import bim, fgsm, mifgsm, pgd
 from attacks.minimal import carlini_wagner_l2, deepfool
 from attacks.outcome import distance
 from attacks.square import square
-from nets import xla
+from nets import autotune, xla
 from nets.batching import pad_rows
 from nets.sharding import data_mesh, replicate, row_multiple, split_rows
 
@@ -60,6 +62,9 @@ from nets.sharding import data_mesh, replicate, row_multiple, split_rows
 # seven attacks of the attacks lens (LeNet-5, 200 images, 8 linf / 7 l2 eps, 20 steps,
 # 2 cores): 24.6 s in chunks of 16, 29 s of 32, 37 s of 64 (8 to 16 about equal).
 CPU_CHUNK = 16
+# The CPU chunks :mod:`nets.autotune` times against each other (another CPU's caches may
+# favour the larger one).
+CPU_CHUNKS = (CPU_CHUNK, 32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +191,29 @@ def _chunk_rows(chunk: int | None, n: int, parts: int,
     return parts * rows_that_fit(need / (whole // parts), free)
 
 
+def _tuned_chunk(fn, attack: Attack, rows: tuple, grid, bounds: Bounds) -> int:
+    """The CPU chunk of one device: :data:`CPU_CHUNK`, or with :mod:`nets.autotune` on
+    the size in :data:`CPU_CHUNKS` with the least time per example (each timed on the
+    first rows, padded, by :func:`nets.autotune.choose_size`).
+
+    Keyed by the machine, the attack kind (its function and norm), the input shape and
+    dtype and the eps-grid length; not by the model, its parameters or the attack's
+    settings (steps, loss), which scale both sizes alike: one timing, and one compile of
+    the size not chosen, per attack kind and input shape on a machine, recorded for
+    later runs."""
+    x = rows[0]
+    kind = f"{attack.fn.__module__}.{attack.fn.__name__}/{attack.norm}"
+    key = (f"attacks.robust_accuracy.chunk|{kind}|x{tuple(x.shape[1:])}|{x.dtype}"
+           f"|E{grid.shape[0]}")
+    head, _ = pad_rows(tuple(a[:max(CPU_CHUNKS)] for a in rows), max(CPU_CHUNKS), mode="edge")
+
+    def run(size: int):
+        x, y, k = (a[:size] for a in head)
+        return _broken(fn, attack, x, y, grid, k, targeted=False, bounds=bounds)
+
+    return autotune.choose_size(key, run, CPU_CHUNKS, CPU_CHUNK)
+
+
 def _call_bytes(fn, attack: Attack, rows: tuple, grid, bounds: Bounds, mesh: Mesh, size: int):
     """:func:`program_bytes` of one call of ``size`` rows (compiled, not run)."""
     split = row_multiple(mesh) > 1
@@ -201,16 +229,18 @@ def _call_bytes(fn, attack: Attack, rows: tuple, grid, bounds: Bounds, mesh: Mes
     return program_bytes(lowered.compile())
 
 
-def _ensemble_broken(fn, attack: Attack, x, y, grid, key, bounds) -> np.ndarray:
+def _ensemble_broken(fn, attack: Attack, x, y, grid, key, bounds,
+                     mesh: Mesh | None) -> np.ndarray:
     """(E, N) broken masks of an ensemble (AutoAttack), one host call per eps > 0 with the
-    same per-example keys as the other attacks; eps = 0 breaks the misclassified only."""
+    same per-example keys as the other attacks; eps = 0 breaks the misclassified only.
+    ``mesh`` (several devices): every call of every member split over its rows."""
     rows = []
     for eps in np.asarray(grid):
         if eps == 0:
             rows.append(np.asarray(fn(x).argmax(-1) != y))
             continue
         res = attack.fn(fn, x, y, eps=float(eps), norm=attack.norm, bounds=bounds,
-                        key=example_keys(key, x.shape[0]), **dict(attack.kwargs))
+                        key=example_keys(key, x.shape[0]), mesh=mesh, **dict(attack.kwargs))
         rows.append(~res.robust)
     return np.stack(rows)
 
@@ -239,8 +269,9 @@ def robust_accuracy(
     ``eps[e]`` did not change that; ``accuracy = correct.mean(1)``. Example i's random
     start (PGD) uses the key ``fold_in(key, i)``, so nothing depends on ``chunk`` (examples
     per jitted call, rounded up to a multiple of the device count; default
-    :data:`CPU_CHUNK` on CPU, elsewhere all of them or as many as the device's free memory
-    holds) nor on the device count.
+    :data:`CPU_CHUNK` on CPU, or with :mod:`nets.autotune` on and one device the faster of
+    :data:`CPU_CHUNKS` (:func:`_tuned_chunk`); elsewhere all of them or as many as the
+    device's free memory holds) nor on the device count.
     """
     fn = as_pytree_fn(logits_fn)
     x, y = jnp.asarray(x), jnp.asarray(y)
@@ -257,11 +288,16 @@ def robust_accuracy(
         if bool(jnp.any(jnp.diff(grid) < 0)):
             raise ValueError(f"eps grid for {name} must be ascending, got {grid}")
         if attack.ensemble:
-            broken = _ensemble_broken(fn, attack, x, y, grid, key, bounds)
+            broken = _ensemble_broken(placed_fn, attack, x, y, grid, key, bounds,
+                                      mesh if parts > 1 else None)
             hit = broken.any(0)
             min_eps = np.where(hit, np.asarray(grid)[np.argmax(broken, 0)], np.inf)
         else:
-            size = _chunk_rows(chunk, n, parts, functools.partial(
+            rows = chunk
+            if (chunk is None and parts == 1 and n > CPU_CHUNK and xla.is_cpu()
+                    and autotune.is_enabled()):
+                rows = _tuned_chunk(fn, attack, (x, y, keys), grid, bounds)
+            size = _chunk_rows(rows, n, parts, functools.partial(
                 _call_bytes, placed_fn, attack, (x, y, keys), grid, bounds, mesh))
             broken, min_eps = _chunked_broken(placed_fn, attack, (x, y, keys), grid, size,
                                               bounds, mesh)

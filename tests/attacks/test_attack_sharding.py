@@ -3,10 +3,14 @@
 :func:`results` runs robust accuracy (PGD and DeepFool), the accuracy of two stacked
 models and their logits on 30 digits with a randomly initialized LeNet-5, labelled with
 its own predictions (every example starts correct, so the attacks have something to
-break). It runs twice: in this process (one device) and in one subprocess with 4 forced
-host devices (the count is fixed when JAX starts), which also reports how its compiled
-attack program is partitioned. 30 rows are not a multiple of 4, so the padding is used.
-Both nets.evaluate and attacks.evaluate are here to pay for one subprocess, not two.
+break), and robust accuracy under AutoAttack (every member, small budgets) of a random
+MLP on 22 of them. It runs twice: in this process (one device) and in one subprocess
+with 4 forced host devices (the count is fixed when JAX starts), which also reports how
+its compiled attack program is partitioned and which AutoAttack calls were split. 30 and
+22 rows are not multiples of 4, so the padding is used. Both nets.evaluate and
+attacks.evaluate are here to pay for one subprocess, not two.
+
+The CPU chunk chosen by nets.autotune is checked in this process with its fake clock.
 """
 
 import json
@@ -27,6 +31,12 @@ from attacks.common import free_memory, rows_that_fit
 
 ROOT = Path(__file__).resolve().parents[2]
 GRIDS = {"linf": [0.0, 0.002, 0.004], "l2": [0.0, 0.02, 0.05, 0.1]}  # 3 linf eps: see HLO
+# AutoAttack with every standard member first in turn (Square and FAB-T before the
+# gradient attacks, so each gets examples to break), tiny budgets.
+AA_MEMBERS = ("square", "apgd-ce", "apgd-t", "fab-t")
+AA_SETTINGS = {"apgd-ce": {"steps": 5}, "apgd-t": {"steps": 5, "n_target_classes": 2},
+               "fab-t": {"steps": 5, "n_target_classes": 2}, "square": {"queries": 30}}
+AA_GRID = [0.0, 0.01, 0.02]
 
 
 def results() -> dict:
@@ -44,6 +54,7 @@ def results() -> dict:
     attacks = {"pgd": evaluate.make_attack("pgd", steps=3),
                "deepfool": evaluate.make_attack("deepfool", steps=5)}
     ra = evaluate.robust_accuracy(fn, x, y, attacks, GRIDS, key=jax.random.PRNGKey(1))
+    aa, split_calls = _autoattack(te.images[:22])
     stacked = jax.tree.map(lambda *a: jnp.stack(a), p0, p1)
     test = data.Dataset(x, y, 10)
     placed = nets_evaluate.placed(test)
@@ -60,6 +71,8 @@ def results() -> dict:
         "placed_rows": placed.images.shape[0],
         "placed_again_same_buffers": _buffers(nets_evaluate.placed(placed).images)
         == _buffers(placed.images),
+        "aa": {k: v.tolist() for k, v in aa.items()},
+        "aa_split_calls": split_calls,
     }
     if out["devices"] > 1:  # the compiled program of one PGD call of 16 rows
         mesh = sharding.data_mesh()
@@ -78,6 +91,34 @@ def results() -> dict:
                       "x devices": len(x_sharding.device_set),
                       "x split": x_sharding.spec == P("data")}
     return out
+
+
+def _autoattack(x) -> tuple[dict, list[str]]:
+    """Robust accuracy under AutoAttack of a random MLP (labels: its own predictions),
+    and the programs whose calls were split over the devices (attacks.split)."""
+    from attacks import common
+    from attacks.common import model_logits_fn
+    from nets import models
+
+    net = models.mlp(hidden=(32,))
+    fn = model_logits_fn(net, models.init_params(net, jax.random.PRNGKey(0), (28, 28, 1)))
+    y = np.asarray(fn(jnp.asarray(x)).argmax(-1))
+    attack = evaluate.make_attack("autoattack", version="custom", attacks=AA_MEMBERS,
+                                  settings=AA_SETTINGS)
+    split_call, names = common.split_call, set()
+
+    def spy(call, rows, mesh):  # the program, or for a whole member the attack
+        inner = call.args[0] if call.func.__name__ == "_call" else call.func
+        names.add(inner.__name__)
+        return split_call(call, rows, mesh)
+
+    common.split_call = spy
+    try:
+        out = evaluate.robust_accuracy(fn, x, y, {"aa": attack}, AA_GRID,
+                                       key=jax.random.PRNGKey(3))["aa"]
+    finally:
+        common.split_call = split_call
+    return {"correct": out["correct"], "min_eps": out["min_eps"]}, sorted(names)
 
 
 def _buffers(a: jax.Array) -> list[int]:
@@ -113,6 +154,20 @@ def test_robust_accuracy_on_four_devices_equals_one(runs):
     # only float rounding of a smaller batch may differ (measured: none, identical)
     np.testing.assert_allclose(four["ra"]["deepfool"]["min_eps"],
                                one["ra"]["deepfool"]["min_eps"], rtol=1e-4)
+
+
+def test_autoattack_on_four_devices_equals_one(runs):
+    """Every member's calls split over the 4 devices (the whole member for APGD-CE and
+    Square, each target's call for APGD-T and FAB-T, the predictions) give the one-device
+    robust masks."""
+    one, four = runs
+    correct = np.asarray(one["aa"]["correct"])
+    assert correct[0].all() and 0 < correct[1].sum() < 22 and correct[2].sum() < correct[1].sum()
+    np.testing.assert_array_equal(four["aa"]["correct"], correct)
+    np.testing.assert_array_equal(four["aa"]["min_eps"], one["aa"]["min_eps"])
+    assert one["aa_split_calls"] == []
+    assert four["aa_split_calls"] == ["_apgd_one_target", "_fab_t_one", "_logits", "_predict",
+                                      "apgd", "square"]
 
 
 def test_the_attack_program_is_split_over_the_devices(runs):
@@ -200,3 +255,62 @@ def test_free_memory_reads_the_device_stats():
     assert free_memory(Device(None)) is None
     assert free_memory(jax.devices("cpu")[0]) is None  # XLA:CPU reports none
     assert rows_that_fit(1000.0, 10_000) == 8 and rows_that_fit(1e9, 10) == 1
+
+
+def test_autotune_picks_the_cpu_chunk_faster_per_example(monkeypatch, tmp_path):
+    """With nets.autotune on, one device and a fake clock on which a call of 32 rows
+    costs 1.5 (0.047 a row) and one of 16 costs 1.0 (0.0625 a row), robust accuracy runs
+    in chunks of 32, records the choice, does not time again, and gives the masks of the
+    default chunks; where 32 rows cost 3.0 it keeps CPU_CHUNK. Off: CPU_CHUNK, untimed."""
+    from attacks.common import model_logits_fn
+    from nets import autotune, models
+
+    net = models.mlp(num_classes=4, hidden=(16,))
+    fn = model_logits_fn(net, models.init_params(net, jax.random.PRNGKey(0), (6, 6, 1)))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (48, 6, 6, 1))
+    y = fn(x).argmax(-1)
+    attacks = {"pgd": evaluate.make_attack("pgd", steps=2)}
+    grid, key = [0.0, 0.05, 0.1], jax.random.PRNGKey(2)
+    clock, sizes, cost = [0.0], [], {}
+    broken = evaluate._broken
+
+    def timed(fn, attack, x, *args, **kwargs):  # a call costs cost[rows] on the fake clock
+        sizes.append(x.shape[0])
+        clock[0] += cost.get(x.shape[0], 0.0)
+        return broken(fn, attack, x, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "_broken", timed)
+    monkeypatch.setattr(autotune, "timer", lambda: clock[0])
+    monkeypatch.delenv(autotune.ENV, raising=False)
+    autotune.set_dir(None)
+    autotune.forget()
+    try:
+        default = evaluate.robust_accuracy(fn, x, y, attacks, grid, key=key)["pgd"]
+        assert sizes == [16, 16, 16]  # off (no folder): CPU_CHUNK, nothing timed
+        assert 0 < default["correct"][-1].sum() < 48
+
+        monkeypatch.setattr(autotune, "enabled", True)
+        autotune.set_dir(tmp_path)
+        cost.update({16: 1.0, 32: 1.5})
+        sizes.clear()
+        tuned = evaluate.robust_accuracy(fn, x, y, attacks, grid, key=key)["pgd"]
+        assert sizes[-2:] == [32, 32] and 16 in sizes[:-2]  # timed, then 48 rows in 2 calls
+        entries = json.loads((tmp_path / autotune.FILE).read_text())["entries"]
+        (full, entry), = entries.items()
+        assert entry["choice"] == "32" and "robust_accuracy" in full and "x(6, 6, 1)" in full
+        np.testing.assert_array_equal(tuned["correct"], default["correct"])
+        np.testing.assert_array_equal(tuned["min_eps"], default["min_eps"])
+        sizes.clear()
+        evaluate.robust_accuracy(fn, x, y, attacks, grid, key=key)
+        assert sizes == [32, 32]  # the record: not timed again
+
+        autotune.forget()
+        autotune.set_dir(tmp_path / "other")
+        cost.update({16: 1.0, 32: 3.0})
+        sizes.clear()
+        slow = evaluate.robust_accuracy(fn, x, y, attacks, grid, key=key)["pgd"]
+        assert sizes[-3:] == [16, 16, 16] and 32 in sizes[:-3]
+        np.testing.assert_array_equal(slow["correct"], default["correct"])
+    finally:
+        autotune.set_dir(None)
+        autotune.forget()
