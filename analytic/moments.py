@@ -46,7 +46,7 @@ from W; the others are sorted to the front and W is evaluated only on the tiles 
 
 S on a tile is A_I Sigma A_J^T, or a slice of S when it is known: a batch that shares
 A and Sigma (a one-hidden-layer net, :func:`batched_moments` with ``shared_lin`` and
-``shared_cov``) computes S once, and a small layer computes it once per input. On
+``shared_cov``) computes S once. On
 784 -> 1024 -> 10 at sigma 0.1 about 300 of the 1024 units take part (the others have
 |h| > 5.2), and every tile's |rho| is below 0.3. Timings: benchmarks/analytic_bench.py
 and README (issue 16). Same values to rounding (tests/analytic/
@@ -85,9 +85,10 @@ EXACT_TILE = 64  # units per tile of the W part of the exact covariance
 MEHLER_RHO = 0.6  # tiles whose largest |rho| is at most this take Mehler's expansion
 MEHLER_LENGTHS = (8, 16, 24, 32, 48, 70)  # its static lengths (capped at MEHLER_RHO's)
 SHARED_S_BYTES = 256 * 2**20
-# layers of at most SMALL_LAYER units: S once per input and tiles of SMALL_TILE units (on
-# LeNet-5's 84, with 4-25 units near their kink, W took 33 ms per 100 images in tiles of
-# 16 against 79 ms in tiles of 64; shared 2-core CPU, loaded)
+# layers of at most SMALL_LAYER units: tiles of SMALL_TILE units (on LeNet-5's 84, with
+# 4-25 units near their kink, W took 17 ms per 100 images in tiles of 16, S by tile,
+# against 79 ms in tiles of 64 and 49 ms with the whole S per input; shared 2-core CPU,
+# loaded)
 SMALL_LAYER = 2 * EXACT_TILE
 SMALL_TILE = 16  # the largest A Sigma A^T a batch sharing A and Sigma keeps
 
@@ -394,8 +395,6 @@ def _moments(lin: Linearization, mu: Array, cov: Array, method: str,
         A = lin.A
         cov = _input_cov(cov, mu, A.shape[1], A.dtype)
         m = mm(A, jnp.asarray(mu).reshape(-1)) + lin.c1
-        if S is None and A.shape[0] <= SMALL_LAYER:
-            S = _sandwich(A, A, cov)
         s = _sqrt(_row_var(A, cov) if S is None else jnp.diagonal(S))
         return Moments(mm(lin.B, relu.relu_mean(m, s)) + lin.c2,
                        exact_output_cov(A, cov, m, lin.B, S=S))
