@@ -4,9 +4,10 @@
 Modules: ``bvn`` (bivariate normal cdf, Genz 2004), ``clark`` (Clark's 1961 moments of
 the maximum of Gaussians: exact for two, his recursion beyond), ``propagate`` (mean and
 covariance through the whole network, layer by layer, no linearization: exact affine and
-ReLU steps, Clark's max-pooling; ``full`` and ``diagonal`` modes), ``relu`` (ReLU moments of Gaussians,
+ReLU steps, Clark's max-pooling; ``full`` and ``diagonal`` modes), ``padded_relu`` (the exact ReLU moments of the first n units of a padded state, n as data: one
+compiled pair formula for every layer of a propagation), ``relu`` (ReLU moments of Gaussians,
 zero-mean and exact general-mean), ``moments`` (output mean and covariance of
-B relu(A x + c1) + c2), ``series`` (the authors' 2020 truncated-series cross moment,
+B relu(A x + c1) + c2), ``mehler`` (Mehler's expansion of Cov(relu, relu): products only), ``series`` (the authors' 2020 truncated-series cross moment,
 ``method="series"``; xmodar/network_moments, branch no-assumptions), ``linearize`` (with ``count_ties``: the kinks of the net at the
 expansion point, and the ``at_ties`` remedies), ``montecarlo`` (the sampled reference),
 ``tightness`` (analytic vs Monte Carlo: symmetric relative errors, variance ratios),

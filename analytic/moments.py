@@ -213,11 +213,12 @@ def _tile_pairs(nb: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _w_item(A: Array, cov: Array, m: Array, s: Array, active: Array, B: Array, S: Array,
-            tile: int) -> Array:
+            v: Array, tile: int) -> Array:
     """B W B^T for one input: W on the tiles of the active units (sorted to the front);
     a loop over as many tile pairs as the active units fill. ``S``: A Sigma A^T when a
-    batch shares it (computed once, :func:`shared_preactivation_cov`; tiles are read from
-    it), or a 0-d placeholder (each tile's A_I Sigma A_J^T is computed)."""
+    batch shares it (computed once, :func:`_shared_s`; tiles are read from it), or a 0-d
+    placeholder (each tile's A_I Sigma A_J^T is computed); ``v``: the units' Mehler
+    coefficients (:func:`_mehler_coefficients`)."""
     n = A.shape[0]
     tile = max(1, min(tile, n))
     nb = -(-n // tile)
@@ -243,10 +244,8 @@ def _w_item(A: Array, cov: Array, m: Array, s: Array, active: Array, B: Array, S
     # smaller |rho| too), or, with a |rho| >= 0.925 pair, the elementwise form
     # (relu._cross_in_class); each gives Cov(relu w_i, relu w_j)
     eps = float(jnp.finfo(A.dtype).eps)
-    limit = max(1, math.ceil(math.log(eps) / math.log(MEHLER_RHO)) - 1)  # 31 in f32, 70 in f64
-    c_unit = jnp.minimum(jnp.abs(relu._standardize(a, s)[2]), 12.0)  # v = 0 past c = 12
-    v = jnp.where(jnp.pad(active, (0, pad))[:, None], mehler.coefficients(c_unit, s, limit), 0.0)
-    v_sorted = v[order]
+    limit = v.shape[1]
+    v_sorted = jnp.pad(v, ((0, pad), (0, 0)))[order]
 
     def quadrature(c):
         def rule(x):
@@ -309,8 +308,8 @@ def _w_item(A: Array, cov: Array, m: Array, s: Array, active: Array, B: Array, S
 def _w_part(tile: int):
     """B W B^T of :func:`_w_item` with ``tile`` fixed; one function per tile size (cached)."""
     @custom_vmap
-    def w_part(A, cov, m, s, active, B, S):
-        return _w_item(A, cov, m, s, active, B, S, tile)
+    def w_part(A, cov, m, s, active, B, S, v):
+        return _w_item(A, cov, m, s, active, B, S, v, tile)
 
     @w_part.def_vmap
     def _rule(axis_size, in_batched, *args):
@@ -340,7 +339,17 @@ def _exact_cov(A: Array, cov: Array, m: Array, B: Array, S: Array, tol: float | 
     PR = mm(jnp.concatenate([B * f, B * g]), A)  # one pass over A
     P, R = PR[:k], PR[k:]
     PR = _sandwich(P, R, cov)
-    return _sandwich(P, P, cov) + PR + PR.T + _w_part(tile)(A, cov, m, s, active, B, S)
+    v = _mehler_coefficients(m, s, active)  # outside the per-input loop: vmapped
+    return _sandwich(P, P, cov) + PR + PR.T + _w_part(tile)(A, cov, m, s, active, B, S, v)
+
+
+def _mehler_coefficients(m: Array, s: Array, active: Array) -> Array:
+    """Each W unit's Mehler coefficients v_1..v_K (zero off W), K the most terms a tile
+    may take (|rho| <= MEHLER_RHO at the dtype's eps): 31 in float32, 70 in float64."""
+    eps = float(jnp.finfo(m.dtype).eps)
+    limit = max(1, math.ceil(math.log(eps) / math.log(MEHLER_RHO)) - 1)
+    c = jnp.minimum(jnp.abs(relu._standardize(m, s)[2]), 12.0)  # v = 0 past c = 12 anyway
+    return jnp.where(active[:, None], mehler.coefficients(c, s, limit), 0.0)
 
 
 @_exact_cov.defjvp

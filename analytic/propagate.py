@@ -52,6 +52,18 @@ the first nonlinearity, so the first nonlinearity sees its exact input variances
 both modes. Diagonal mode ignores the strong correlations that convolutions and dense
 layers create between units, and its output variances are far off on trained nets
 (10x-70x too small on LeNet-5 and a 784-256-128-10 MLP; benchmarks/propagate_bench.py).
+
+Compile time (issue 16): XLA compiles every call site of a formula on its own, and the
+exact ReLU pair formula (Genz's bivariate cdf inside Rosenbaum's) costs seconds per copy.
+So in full mode a net with two or more ReLU layers runs them as one ``lax.scan`` over
+the ReLU layers (:func:`_relu_stages`): each step is the ReLU of
+:mod:`analytic.padded_relu` on the state zero-padded to the widest ReLU layer (its
+width is data there), then, chosen by ``lax.switch``, the layers up to the next ReLU
+on the unpadded part: one copy of the pair formula for all of them. Clark's recursion
+is a ``lax.scan`` over the window (:mod:`analytic.clark`). LeNet-5 on 2 loaded cores,
+before and after, side by side: full mode 13-16 s -> 6-7 s of compile CPU time (a
+784-256-128-10 MLP: 3 s -> 1.5 s), diagonal mode 4 s -> 2 s, run time within 6%; the
+values change by rounding only (1e-7 in float32, 1e-16 in float64).
 """
 
 from __future__ import annotations
@@ -62,7 +74,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from analytic import checks, clark, relu
+from analytic import checks, clark, padded_relu, relu
 from analytic.moments import Moments, hidden_moments
 from analytic.montecarlo import noise_sqrt
 from nets.models import Layer, Net
@@ -200,8 +212,9 @@ def propagate(net: Net, params, mu: Array, cov: Array, *, mode: str = "full",
     shape or (d,)) or a full (d, d) covariance of the flattened input. ``mode``: ``"full"``
     or ``"diagonal"`` (then the returned covariance is diagonal). Jitted (one compile per
     net, mode and shapes); ``vmap`` it or use :func:`propagate_batch` for many inputs.
-    Cost, LeNet-5 on 2 shared CPU cores: full mode ~40 s to compile, 0.3-0.5 s per image
-    (a 10^4-sample Monte Carlo: 0.8-1.5 s); diagonal mode ~11 s, ~5 ms.
+    Cost, LeNet-5 on 2 shared CPU cores: full mode ~6-10 s to compile (it was ~25-40 s
+    before issue 16's shared ReLU formula), 0.2-0.4 s per image (a 10^4-sample Monte
+    Carlo: 0.8-1.5 s); diagonal mode ~2 s, ~1-5 ms.
 
     ``check`` (default True): one ValueError for an unknown mode, a layer kind other than
     conv, dense, relu, maxpool or flatten, a ``mu`` with NaN/inf and a ``cov`` of the
@@ -216,22 +229,92 @@ def propagate(net: Net, params, mu: Array, cov: Array, *, mode: str = "full",
     return _propagate(net, params, mu, cov, mode)
 
 
+def _step(net: Net, params, i: int, layer: Layer, state: tuple, mode: str) -> tuple:
+    """One layer (``i``: its position in ``net``) on (mean, kind, second)."""
+    mean, kind, second = state
+    if layer.kind in ("conv", "dense"):
+        return _affine(_layer_fn(net, i), params, layer, mean, kind, second)
+    if layer.kind == "relu":
+        return _relu(mean, kind, second, mode)
+    if layer.kind == "maxpool":
+        return _maxpool(layer, mean, kind, second, mode)
+    return mean.reshape(-1), kind, second  # flatten: the flat order is unchanged
+
+
+def _run(net: Net, params, layers: tuple[Layer, ...], lo: int, hi: int, state: tuple,
+         mode: str) -> tuple:
+    """``layers[lo:hi]`` one after another."""
+    for i in range(lo, hi):
+        state = _step(net, params, i, layers[i], state, mode)
+    return state
+
+
+def _pad(a: Array, size: int) -> Array:
+    """``a`` flattened (vector) or square, zero-padded to ``size``."""
+    extra = size - a.shape[0]
+    return jnp.pad(a, [(0, extra)] * a.ndim)
+
+
+def _relu_stages(net: Net, params, layers: tuple[Layer, ...], relus: list[int],
+                 state: tuple) -> tuple[Array, Array]:
+    """Full mode from the first ReLU's input on, with one compiled copy of the exact pair
+    formula for all the ReLU layers (:mod:`analytic.padded_relu`): a ``lax.scan`` over the
+    ReLU layers whose step is the ReLU on the state padded to the widest layer, then
+    (``lax.switch`` on the step) the layers up to the next ReLU or the end, on the
+    unpadded part. The same operations as layer by layer, so the same values up to the
+    grouping's rounding. Returns the output's flat mean and covariance."""
+    mean, kind, second = state
+    S = second if kind == "cov" else second.T @ second
+    shapes = [mean.shape]  # each ReLU's input shape, then the output's
+    dtype = jnp.result_type(mean, S)  # one dtype for the scan's carry
+    segments = []
+    for t, r in enumerate(relus):
+        hi = relus[t + 1] if t + 1 < len(relus) else len(layers)
+
+        def segment(m, S, r=r, hi=hi):
+            m, _, S = _run(net, params, layers, r + 1, hi, (m, "cov", S), "full")
+            return m, S
+
+        segments.append(segment)
+        out = jax.eval_shape(segment, jax.ShapeDtypeStruct(shapes[-1], mean.dtype),
+                             jax.ShapeDtypeStruct((int(np.prod(shapes[-1])),) * 2, S.dtype))
+        shapes.append(out[0].shape)
+        dtype = jnp.result_type(dtype, *(o.dtype for o in out))
+    sizes = [int(np.prod(sh)) for sh in shapes]
+    size = max(sizes)
+
+    def branch(t: int):
+        def run(m, S):
+            n = sizes[t]
+            m, S = segments[t](m[:n].reshape(shapes[t]), S[:n, :n])
+            return _pad(m.reshape(-1), size).astype(dtype), _pad(S, size).astype(dtype)
+        return run
+
+    branches = [branch(t) for t in range(len(relus))]
+    n_in = jnp.asarray(sizes[:-1], jnp.int32)
+
+    def stage(carry, t):
+        m, C = padded_relu.hidden_moments_padded(*carry, n_in[t], tuple(sizes[:-1]))
+        return jax.lax.switch(t, branches, m, C), None
+
+    init = (_pad(mean.reshape(-1), size).astype(dtype), _pad(S, size).astype(dtype))
+    (m, S), _ = jax.lax.scan(stage, init, jnp.arange(len(relus)))
+    return m[: sizes[-1]], S[: sizes[-1], : sizes[-1]]
+
+
 @functools.partial(jax.jit, static_argnames=("net", "mode"))
 def _propagate(net: Net, params, mu: Array, cov: Array, mode: str) -> Moments:
     # J S J^T and the pooled covariances at full float32 precision on every backend
     # (a TPU's default is one bfloat16 pass, an Ampere+ GPU's TF32; issue 18)
     with jax.default_matmul_precision("highest"):
         mean = mu.astype(jnp.result_type(float, mu))
-        kind, second = _input_state(mean, cov, mode)
-        for i, layer in enumerate(pool_first(net.layers)):
-            if layer.kind in ("conv", "dense"):
-                mean, kind, second = _affine(_layer_fn(net, i), params, layer, mean, kind, second)
-            elif layer.kind == "relu":
-                mean, kind, second = _relu(mean, kind, second, mode)
-            elif layer.kind == "maxpool":
-                mean, kind, second = _maxpool(layer, mean, kind, second, mode)
-            else:  # flatten: the flat order is unchanged
-                mean = mean.reshape(-1)
+        state = (mean, *_input_state(mean, cov, mode))
+        layers = pool_first(net.layers)
+        relus = [i for i, layer in enumerate(layers) if layer.kind == "relu"]
+        if mode == "full" and len(relus) > 1:
+            state = _run(net, params, layers, 0, relus[0], state, mode)
+            return Moments(*_relu_stages(net, params, layers, relus, state))
+        mean, kind, second = _run(net, params, layers, 0, len(layers), state, mode)
         if kind == "root":
             second = second.T @ second if mode == "full" else jnp.sum(second * second, axis=0)
         cov_out = second if kind == "cov" or mode == "full" else jnp.diag(second)

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analytic import linearize, montecarlo
-from analytic.moments import moments
+from analytic.moments import hidden_moments, moments
 from analytic.propagate import (
     MODES,
     pool_first,
@@ -165,6 +165,55 @@ def test_mlp_equals_the_affine_relu_affine_closed_form(mlp_net, kind):
     dg = propagate(net, params, mu, covs[kind], mode="diagonal")
     np.testing.assert_allclose(dg.mean, exact.mean, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dg.cov, jnp.diag(jnp.diag(diag.cov)), rtol=1e-10, atol=1e-12)
+
+
+def test_two_relus_equal_the_layer_by_layer_closed_form(mlp_net):
+    """A net with two ReLU layers takes the staged path (one compiled ReLU formula for
+    both, on a padded state): exact, so equal to the closed form wired by hand, layer by
+    layer (W S W^T and :func:`analytic.moments.hidden_moments` at each ReLU)."""
+    _, _, mu, covs = mlp_net
+    net = mlp(num_classes=3, hidden=(7, 4))  # widths 7 then 4: the second is padded
+    params = _f64(init_params(net, jax.random.PRNGKey(3), SHAPE))
+    for j, key in enumerate(("fc1", "fc2", "fc3")):
+        params[key]["bias"] = 0.4 * jax.random.normal(jax.random.PRNGKey(10 + j),
+                                                      params[key]["bias"].shape)
+    m, S = mu.reshape(-1), covs["full"]
+    for key in ("fc1", "fc2", "fc3"):
+        W, b = params[key]["kernel"].T, params[key]["bias"]
+        m, S = W @ m + b, W @ S @ W.T
+        if key != "fc3":
+            m, S = hidden_moments(m, S, "exact")
+    out = propagate(net, params, mu, covs["full"])
+    np.testing.assert_allclose(out.mean, m, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(out.cov, S, rtol=1e-10, atol=1e-14)
+
+
+def test_staged_conv_net_equals_its_two_halves():
+    """Two conv-ReLU-pool blocks (staged: the ReLUs share one compiled formula, the
+    second block runs on the padded state reshaped to (H, W, C)) give what the two
+    halves give one after the other (each with one ReLU, not staged; the second from
+    the first's mean and full covariance)."""
+    net = Net((Layer("conv1", "conv", 2, 3), Layer("relu1", "relu"),
+               Layer("pool1", "maxpool", window=2), Layer("conv2", "conv", 3, 2),
+               Layer("relu2", "relu"), Layer("flatten", "flatten"), Layer("fc1", "dense", 3)))
+    shape = (6, 6, 1)
+    params = _f64(init_params(net, jax.random.PRNGKey(0), shape))
+    params["conv1"]["bias"] = jnp.array([0.3, -0.1])
+    params["conv2"]["bias"] = jnp.array([0.1, -0.2, 0.05])
+    mu = jax.random.uniform(jax.random.PRNGKey(1), shape, jnp.float64)
+    head, tail = Net(net.layers[:3]), Net(net.layers[3:])
+    for mode in MODES:
+        mid = propagate(head, params, mu, 0.05**2, mode=mode)
+        ref = propagate(tail, params, mid.mean.reshape(3, 3, 2), mid.cov, mode=mode)
+        out = propagate(net, params, mu, 0.05**2, mode=mode)
+        np.testing.assert_allclose(out.mean, ref.mean, rtol=1e-9)
+        np.testing.assert_allclose(out.cov, ref.cov, rtol=1e-8, atol=1e-14)
+    xs = jnp.stack([mu, mu[::-1]])  # vmapped: the loops over the ReLU layers batched
+    batch = propagate_batch(net, params, xs, 0.05**2, batch_size=2)
+    for x, mean, cov in zip(xs, batch.mean, batch.cov, strict=True):
+        one = propagate(net, params, x, 0.05**2)
+        np.testing.assert_allclose(mean, one.mean, rtol=1e-12)
+        np.testing.assert_allclose(cov, one.cov, rtol=1e-10, atol=1e-16)
 
 
 ENDS_AT_RELU = {  # name: net, input shape, input covariance form
