@@ -131,10 +131,10 @@ def test_scan_epoch_equals_the_step_loop(small, net):
     chex.assert_trees_all_close(scan["params"], loop["params"], rtol=1e-4, atol=1e-5)
 
 
-def test_auto_loop_is_python_on_cpu_and_scan_on_accelerators(small, net, monkeypatch):
+def test_auto_loop_is_the_scan_on_every_backend(small, net, monkeypatch):
     assert train.TrainSpec().loop == "auto"
     assert jax.default_backend() == "cpu"
-    assert train.resolve_loop("auto") == "python"
+    assert train.resolve_loop("auto") == "scan"
     assert [train.resolve_loop(name) for name in ("python", "scan")] == ["python", "scan"]
     made = []
 
@@ -145,7 +145,7 @@ def test_auto_loop_is_python_on_cpu_and_scan_on_accelerators(small, net, monkeyp
     make = train.make_epoch_fn
     monkeypatch.setattr(train, "make_epoch_fn", spy)
     train.fit(net, small[0], None, train.TrainSpec(epochs=1, batch_size=128))
-    assert [fn.loop for fn in made] == ["python"]  # what fit ran by default on CPU
+    assert [fn.loop for fn in made] == ["scan"]  # what fit ran by default on CPU
     xla.compiler_options()  # cached with the real backend before the backend is faked
     optimizer = train.make_optimizer(SPEC)
     for backend in ("gpu", "tpu"):
