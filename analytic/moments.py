@@ -75,9 +75,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_batching import custom_vmap
 from jax.scipy.special import ndtr
+from jax.sharding import PartitionSpec as P
 
 from analytic import checks, mehler, relu, series
 from analytic.linearize import HIGHEST, Linearization, mm
+from nets.batching import pad_rows
+from nets.sharding import local_data_mesh, replicate, row_multiple, split_rows
 
 Array = jax.Array
 METHODS = ("exact", "zero_mean", "diagonal", "batch_moments", "series")
@@ -434,7 +437,10 @@ def batched_moments(lin: Linearization, mu: Array, cov: Array, method: str = "ex
     along the batched arguments (``check=False`` skips them). ``grouped``, ``tiled``,
     ``terms``: see :func:`moments` (with ``tiled=False``, the pairs of all inputs of a
     vmapped group are grouped together, so a larger ``batch_size`` lets small layers reach
-    the grouped evaluation)."""
+    the grouped evaluation). With several devices (this process's) the inputs are split
+    over them, each device computing its own (``batch_size`` per device); inside a
+    caller's ``jit`` / ``vmap`` it runs where its inputs are
+    (tests/analytic/test_moment_sharding.py)."""
     _check_method(method)
     if check:
         checks.check_gaussian(lin, mu, cov, lin_batched=not shared_lin, mu_batched=True,
@@ -447,15 +453,46 @@ def batched_moments(lin: Linearization, mu: Array, cov: Array, method: str = "ex
     if shared_lin and shared_cov and method == "exact" and tiled:
         S = _shared_s(lin, mu, cov)
 
+    xs = (None if shared_lin else lin, mu, None if shared_cov else cov)
+    shared = (lin if shared_lin else None, cov if shared_cov else None, S)
+    static = {"method": method, "grouped": grouped, "tiled": tiled, "terms": terms,
+              "batch_size": batch_size, "shared_lin": shared_lin, "shared_cov": shared_cov}
+    mesh = local_data_mesh()
+    if row_multiple(mesh) == 1 or any(isinstance(a, jax.core.Tracer)
+                                      for a in jax.tree.leaves((xs, shared))):
+        return _rows(xs, shared, **static)
+    # several devices: each computes the moments of its own rows (padded to a multiple of
+    # their count by repeating the first row), the shared arguments replicated (issue 18;
+    # inputs are independent, so the values are those of one device)
+    n = jnp.shape(mu)[0]
+    xs, _ = pad_rows(xs, row_multiple(mesh), mode="edge")
+    out = _split_batched(split_rows(xs, mesh), replicate(shared, mesh), mesh=mesh, **static)
+    return jax.tree.map(lambda a: a[:n], out)
+
+
+def _rows(xs: tuple, shared: tuple, *, method: str, grouped: bool, tiled: bool, terms: int,
+          batch_size: int | None, shared_lin: bool, shared_cov: bool) -> Moments:
+    """The moments of the rows ``xs`` = (lin or None, mu, cov or None) with ``shared`` =
+    (lin or None, cov or None, S or None): a vmap, or a lax.map of ``batch_size`` groups."""
+    lin_s, cov_s, S = shared
+
     def one(args: tuple) -> Moments:
         lin_i, mu_i, cov_i = args
-        return _moments(lin if shared_lin else lin_i, mu_i, cov if shared_cov else cov_i, method,
-                        grouped, tiled, terms, S)
+        return _moments(lin_s if shared_lin else lin_i, mu_i, cov_s if shared_cov else cov_i,
+                        method, grouped, tiled, terms, S)
 
-    xs = (None if shared_lin else lin, mu, None if shared_cov else cov)
     if batch_size is None:
         return jax.vmap(one)(xs)
     return jax.lax.map(one, xs, batch_size=batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=("mesh", "method", "grouped", "tiled", "terms",
+                                             "batch_size", "shared_lin", "shared_cov"))
+def _split_batched(xs: tuple, shared: tuple, *, mesh, **static) -> Moments:
+    """:func:`_rows` with the rows of ``xs`` split over ``mesh``'s ``data`` axis."""
+    return jax.shard_map(functools.partial(_rows, **static), mesh=mesh,
+                         in_specs=(P("data"), P()), out_specs=P("data"),
+                         check_vma=False)(xs, shared)
 
 
 def _shared_s(lin: Linearization, mu: Array, cov: Array) -> Array | None:
