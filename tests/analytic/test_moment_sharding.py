@@ -6,17 +6,10 @@ per-input linearizations and a shared one, split over the devices and on a one-d
 mesh; the pytest process (1 device) computes them too.
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent("""
     import json
@@ -39,17 +32,9 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _run(devices: int) -> dict:
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
-def runs() -> tuple[dict, dict]:
-    return _run(1), _run(4)
+def runs(on_devices) -> tuple[dict, dict]:
+    return on_devices(SCRIPT, 1), on_devices(SCRIPT, 4)
 
 
 @pytest.mark.parametrize("name", ["per_input", "shared"])

@@ -14,10 +14,7 @@ The CPU chunk chosen by nets.autotune is checked in this process with its fake c
 """
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -29,7 +26,6 @@ from jax.sharding import PartitionSpec as P
 from attacks import evaluate
 from attacks.common import free_memory, rows_that_fit
 
-ROOT = Path(__file__).resolve().parents[2]
 GRIDS = {"linf": [0.0, 0.002, 0.004], "l2": [0.0, 0.02, 0.05, 0.1]}  # 3 linf eps: see HLO
 # AutoAttack with every standard member first in turn (Square and FAB-T before the
 # gradient attacks, so each gets examples to break), tiny budgets.
@@ -134,12 +130,8 @@ print(json.dumps(runpy.run_path({str(Path(__file__))!r})["results"]()))
 
 
 @pytest.fixture(scope="module")
-def runs() -> tuple[dict, dict]:
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    four = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=ROOT, check=True,
-                          capture_output=True, text=True).stdout
-    return results(), json.loads(four.strip().splitlines()[-1])
+def runs(on_devices) -> tuple[dict, dict]:
+    return results(), on_devices(SCRIPT, 4)
 
 
 def test_robust_accuracy_on_four_devices_equals_one(runs):

@@ -9,17 +9,10 @@ LeNet-5 with random weights on 50 digits: 50 does not divide by 4, so the last d
 block carries padded images (zeros of label 0, which an unmasked count would score).
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent("""
     import json, re
@@ -67,12 +60,8 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def four() -> dict:
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+def four(on_devices) -> dict:
+    return on_devices(SCRIPT, 4)
 
 
 def test_sharded_counts_equal_one_device(four):

@@ -5,20 +5,13 @@ what every epoch gathers on the device); labels ``0..N-1`` name each row, so the
 batch holds can be read back from it.
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
 from nets import data, models, stream, train
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def rows(n: int, seed: int = 0) -> data.Dataset:
@@ -139,12 +132,8 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def four_devices() -> dict:
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=ROOT, check=True,
-                         capture_output=True, text=True, timeout=300)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def four_devices(on_devices) -> dict:
+    return on_devices(SCRIPT, 4)
 
 
 def test_batches_split_over_four_devices_hold_the_one_device_rows(four_devices):

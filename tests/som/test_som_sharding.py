@@ -9,12 +9,7 @@ a unit towards 0 and show (it does: with the padding's mask set to 1 the tests f
 device, to tie the one-device mesh to a real one-device run.
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -22,7 +17,6 @@ import pytest
 
 from som import Grid, SOMSpec, fit
 
-ROOT = Path(__file__).resolve().parents[2]
 N, D, CHUNK = 601, 7, 64  # per device: 151 rows (+1 padding on the last) in 3 chunks of 64
 
 SCRIPT = textwrap.dedent(f"""
@@ -65,12 +59,8 @@ SCRIPT = textwrap.dedent(f"""
 
 
 @pytest.fixture(scope="module")
-def four() -> dict:
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+def four(on_devices) -> dict:
+    return on_devices(SCRIPT, 4)
 
 
 def test_sharded_fit_equals_one_device(four):
