@@ -336,7 +336,7 @@ def _exact_cov_dense(A: Array, cov: Array, m: Array, B: Array) -> Array:
 @functools.partial(jax.custom_jvp, nondiff_argnums=(5, 6))
 def _exact_cov(A: Array, cov: Array, m: Array, B: Array, S: Array, tol: float | None, tile: int
                ) -> Array:
-    var = _row_var(A, cov)
+    var = jnp.diagonal(S) if S.ndim == 2 else _row_var(A, cov)  # S known: no pass over A
     s, f, g, active = _unit_terms(m, var, tol)
     k = B.shape[0]
     PR = mm(jnp.concatenate([B * f, B * g]), A)  # one pass over A

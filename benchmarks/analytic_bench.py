@@ -208,10 +208,10 @@ def main(argv: list[str] | None = None) -> dict:
     # every image: analytic.linearize.affine_relu_affine), so the batch shares it
     # (batched_moments(shared_lin=True): the exact method computes S = A Sigma A^T once)
     # and there is no linearization to time
-    lins = lins_all
-    shared = [layer.kind for layer in net.layers] == ["flatten", "dense", "relu", "dense"]
-    if shared:
-        lins, t_lin = lin_lib.affine_relu_affine(net, params), 0.0
+    try:
+        lins, t_lin, shared = lin_lib.affine_relu_affine(net, params), 0.0, True
+    except ValueError:  # not Affine-ReLU-Affine: the per-image linearizations
+        lins, shared = lins_all, False
     rows, out = [], {"model": name, "layer": layer, "images": n, "sigma": args.sigma,
                      "shared_linearization": shared,
                      "samples": args.samples, "linearize_seconds": t_lin, "methods": {}}

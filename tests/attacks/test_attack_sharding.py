@@ -209,15 +209,9 @@ def test_the_default_chunk_is_a_multiple_of_the_devices_and_fits_the_memory(monk
 def test_off_cpu_the_chunk_comes_from_the_compiled_call_and_changes_nothing(monkeypatch):
     """The accelerator default on this CPU: free memory for about a third of the rows
     gives smaller calls, with the same per-example results as the CPU chunks."""
-    from attacks.common import model_logits_fn, program_bytes
-    from nets import models
+    from attacks.common import program_bytes
 
-    net = models.mlp(num_classes=4, hidden=(16,))
-    fn = model_logits_fn(net, models.init_params(net, jax.random.PRNGKey(0), (6, 6, 1)))
-    x = jax.random.uniform(jax.random.PRNGKey(1), (48, 6, 6, 1))
-    y = fn(x).argmax(-1)
-    attacks = {"pgd": evaluate.make_attack("pgd", steps=2)}
-    grid, key = [0.0, 0.05, 0.1], jax.random.PRNGKey(2)
+    fn, x, y, attacks, grid, key = _tiny_pgd_case()
     cpu = evaluate.robust_accuracy(fn, x, y, attacks, grid, key=key)
     whole = program_bytes(evaluate._broken.compiled().lower(
         fn, attacks["pgd"], x, y, jnp.asarray(grid), jax.random.split(key, 48),
@@ -233,6 +227,20 @@ def test_off_cpu_the_chunk_comes_from_the_compiled_call_and_changes_nothing(monk
     assert 10 <= sizes[0] <= 16  # a third of 48, less the parameters counted per row
     np.testing.assert_array_equal(off["pgd"]["correct"], cpu["pgd"]["correct"])
     assert 0 < cpu["pgd"]["correct"][-1].sum() < 48
+
+
+def _tiny_pgd_case():
+    """(logits fn, x, y, attacks, grid, key): 2-step PGD on a random 4-class MLP over 48
+    random 6x6 images labelled with its own predictions."""
+    from attacks.common import model_logits_fn
+    from nets import models
+
+    net = models.mlp(num_classes=4, hidden=(16,))
+    fn = model_logits_fn(net, models.init_params(net, jax.random.PRNGKey(0), (6, 6, 1)))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (48, 6, 6, 1))
+    y = fn(x).argmax(-1)
+    attacks = {"pgd": evaluate.make_attack("pgd", steps=2)}
+    return fn, x, y, attacks, [0.0, 0.05, 0.1], jax.random.PRNGKey(2)
 
 
 def test_free_memory_reads_the_device_stats():
@@ -254,15 +262,9 @@ def test_autotune_picks_the_cpu_chunk_faster_per_example(monkeypatch, tmp_path):
     costs 1.5 (0.047 a row) and one of 16 costs 1.0 (0.0625 a row), robust accuracy runs
     in chunks of 32, records the choice, does not time again, and gives the masks of the
     default chunks; where 32 rows cost 3.0 it keeps CPU_CHUNK. Off: CPU_CHUNK, untimed."""
-    from attacks.common import model_logits_fn
-    from nets import autotune, models
+    from nets import autotune
 
-    net = models.mlp(num_classes=4, hidden=(16,))
-    fn = model_logits_fn(net, models.init_params(net, jax.random.PRNGKey(0), (6, 6, 1)))
-    x = jax.random.uniform(jax.random.PRNGKey(1), (48, 6, 6, 1))
-    y = fn(x).argmax(-1)
-    attacks = {"pgd": evaluate.make_attack("pgd", steps=2)}
-    grid, key = [0.0, 0.05, 0.1], jax.random.PRNGKey(2)
+    fn, x, y, attacks, grid, key = _tiny_pgd_case()
     clock, sizes, cost = [0.0], [], {}
     broken = evaluate._broken
 

@@ -79,14 +79,18 @@ def _derivatives(conv2d, padding):
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_value_and_derivatives_equal_xla(shape):
-    x, k, padding = _data(shape)
+    _assert_equals_xla(*_data(shape))
+
+
+def _assert_equals_xla(x, k, padding, why: str = "") -> None:
+    """conv.conv2d's value and derivatives equal those of XLA's convolution."""
     ours = _derivatives(conv.conv2d, padding)(x, k)
     ref = _derivatives(conv.reference, padding)(x, k)
     for name in ref:
         try:
             _close(ours[name], ref[name])
         except AssertionError as err:
-            raise AssertionError(f"{name} differs from XLA's") from err
+            raise AssertionError(f"{name} differs from XLA's{why}") from err
 
 
 def _primitives(jaxpr) -> set[str]:
@@ -174,13 +178,7 @@ def test_each_form_autotune_may_pick_equals_xla(monkeypatch, choice, shape):
     forcing took."""
     asked = _forced(monkeypatch, choice)
     x, k, padding = _data(shape)
-    ours = _derivatives(conv.conv2d, padding)(x, k)
-    ref = _derivatives(conv.reference, padding)(x, k)
-    for name in ref:
-        try:
-            _close(ours[name], ref[name])
-        except AssertionError as err:
-            raise AssertionError(f"{name} differs from XLA's with autotune choosing {choice}") from err
+    _assert_equals_xla(x, k, padding, f" with autotune choosing {choice}")
     parts = {key.split("|")[0] for key in asked}
     expected = {"nets.conv.kernel_gradient", "nets.conv.input_gradient"}
     assert parts == expected | ({"nets.conv.forward"} if k.shape[2] == 1 else set())
